@@ -1,0 +1,24 @@
+# Each target sets itself up: a virtual environment in .venv from requirements.txt.
+PY := .venv/bin/python
+
+.venv/installed: requirements.txt
+	python3 -m venv .venv
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements.txt
+	touch $@
+
+# Debian's Chromium for the browser tests (root on Debian; elsewhere install it yourself).
+.venv/chromium: .venv/installed
+	command -v chromium >/dev/null || (apt-get update -qq && apt-get install -y -qq chromium)
+	touch $@
+
+.PHONY: demo test test-fast
+demo: .venv/installed
+	$(PY) app.py $(ARGS)
+
+test: .venv/chromium
+	$(PY) -m pytest $(ARGS)
+
+# Skips the slow and browser tests: for a quick loop while editing.
+test-fast: .venv/installed
+	$(PY) -m pytest -m "not slow and not browser" $(ARGS)

@@ -1,0 +1,104 @@
+"""Turning whatever a user hands us into an RGB PIL image, or one clear ValueError."""
+from __future__ import annotations
+
+import io
+import os
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+MAX_PIXELS = 40_000_000  # larger images are refused: decoding them could exhaust memory
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")
+
+# PIL's own bomb check raises a warning below 2x its limit; make it an error at ours.
+Image.MAX_IMAGE_PIXELS = MAX_PIXELS
+
+
+def load_image(image) -> Image.Image:
+    """Return `image` as an RGB PIL image, EXIF-rotated, transparency flattened onto white.
+
+    Args:
+        image: a PIL image, a path (str or Path), raw bytes, or an array (H, W), (H, W, 3) or
+            (H, W, 4) of uint8, uint16 or floats in [0, 1].
+    Raises:
+        ValueError: with one sentence saying what is wrong with the input.
+    """
+    if isinstance(image, Image.Image):
+        img = image
+    elif isinstance(image, (str, os.PathLike)):
+        path = Path(image)
+        if not path.is_file():
+            raise ValueError(f"No image file at {path}.")
+        img = _open(path, str(path))
+    elif isinstance(image, (bytes, bytearray)):
+        img = _open(io.BytesIO(image), "the uploaded data")
+    elif isinstance(image, np.ndarray) or hasattr(image, "__array__"):
+        img = _from_array(np.asarray(image))
+    else:
+        raise ValueError(f"Expected an image, a path or an array, got {type(image).__name__}.")
+    return _to_rgb(img)
+
+
+def _open(source, name: str) -> Image.Image:
+    try:
+        img = Image.open(source)
+        _check_size(img.width, img.height)
+        img.load()
+    except ValueError:
+        raise
+    except Image.DecompressionBombError:
+        raise ValueError(f"{name} is too large (more than {MAX_PIXELS // 1_000_000} megapixels).") from None
+    except (UnidentifiedImageError, OSError, SyntaxError) as err:
+        raise ValueError(f"{name} is not a readable image ({err.__class__.__name__}).") from None
+    return img
+
+
+def _check_size(width: int, height: int) -> None:
+    if width < 1 or height < 1:
+        raise ValueError("The image is empty (zero width or height).")
+    if width * height > MAX_PIXELS:
+        raise ValueError(
+            f"The image is too large: {width}x{height} is more than {MAX_PIXELS // 1_000_000} megapixels."
+        )
+
+
+def _from_array(a: np.ndarray) -> Image.Image:
+    if a.ndim == 3 and a.shape[0] in (1, 3, 4) and a.shape[-1] not in (1, 3, 4):
+        a = np.moveaxis(a, 0, -1)  # (C, H, W) -> (H, W, C)
+    if a.ndim == 3 and a.shape[-1] == 1:
+        a = a[..., 0]
+    if a.ndim not in (2, 3) or (a.ndim == 3 and a.shape[-1] not in (3, 4)):
+        raise ValueError(f"An image array must be (H, W), (H, W, 3) or (H, W, 4); got shape {a.shape}.")
+    _check_size(a.shape[1], a.shape[0])
+    if a.dtype == np.uint8:
+        pass
+    elif a.dtype == np.uint16:
+        a = (a >> 8).astype(np.uint8)
+    elif np.issubdtype(a.dtype, np.floating) or a.dtype == bool:
+        a = np.nan_to_num(a.astype(np.float32))
+        a = (np.clip(a, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
+    else:
+        raise ValueError(f"Unsupported image array type {a.dtype}; use uint8, uint16 or floats in [0, 1].")
+    return Image.fromarray(a)
+
+
+def _to_rgb(img: Image.Image) -> Image.Image:
+    _check_size(img.width, img.height)
+    img = ImageOps.exif_transpose(img)
+    if img.mode == "RGB":
+        return img
+    if img.mode in ("I;16", "I;16B", "I;16L", "I"):
+        a = np.asarray(img, dtype=np.float64)
+        top = 65535.0 if a.max() > 255 else 255.0
+        img = Image.fromarray((a / top * 255.0 + 0.5).astype(np.uint8))
+    elif img.mode == "F":
+        a = np.nan_to_num(np.asarray(img, dtype=np.float32))
+        img = Image.fromarray((np.clip(a, 0, 1) * 255 + 0.5).astype(np.uint8))
+    if img.mode == "P":
+        img = img.convert("RGBA")
+    if img.mode in ("RGBA", "LA", "PA"):
+        img = img.convert("RGBA")
+        background = Image.new("RGBA", img.size, (255, 255, 255, 255))
+        return Image.alpha_composite(background, img).convert("RGB")
+    return img.convert("RGB")

@@ -1,0 +1,271 @@
+"""The transformer layers every vlp model is built from, written to be read in class.
+
+Attention is softmax(QKᵀ/√d)V. `scaled_dot_product_attention` below spells that formula out;
+`Attention` runs it either explicitly (when the caller asks for the weights, e.g. to draw
+them) or through PyTorch's fused kernel (`F.scaled_dot_product_attention`), which gives the
+same output faster and without materialising the (T, S) weight matrix.
+
+Parameter names follow `torch.nn.MultiheadAttention` and CLIP (`in_proj_weight`,
+`out_proj`, `ln_1`, `mlp.c_fc`, …) so that real checkpoints map onto these layers with a
+short, explicit key list.
+
+Masks follow `F.scaled_dot_product_attention`: a boolean mask is True where a query may
+attend to a key; a float mask is added to the scores (use -inf to block). Any mask must
+broadcast to (B, heads, T, S).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+def scaled_dot_product_attention(q, k, v, mask=None, dropout: float = 0.0, training: bool = False):
+    """softmax(q kᵀ / √d) v, step by step. Returns (out, weights).
+
+    Args:
+        q: (..., T, d) queries; k: (..., S, d) keys; v: (..., S, dv) values.
+        mask: optional boolean (True = attend) or additive float mask broadcastable to (..., T, S).
+    Returns:
+        out (..., T, dv) and the attention weights (..., T, S), each row summing to 1.
+    """
+    scores = q @ k.transpose(-2, -1) / math.sqrt(q.shape[-1])  # (..., T, S)
+    if mask is not None:
+        if mask.dtype == torch.bool:
+            scores = scores.masked_fill(~mask, float("-inf"))
+        else:
+            scores = scores + mask
+    weights = scores.softmax(dim=-1)
+    out = F.dropout(weights, dropout, training=training) @ v
+    return out, weights
+
+
+def causal_mask(t: int, s: int | None = None, device=None) -> torch.Tensor:
+    """Boolean (t, s) mask letting query i see keys 0 … i + (s − t).
+
+    With a KV cache the t new queries are the last t of s positions, hence the offset.
+    """
+    s = t if s is None else s
+    return torch.ones(t, s, dtype=torch.bool, device=device).tril(diagonal=s - t)
+
+
+def padding_mask(keep: torch.Tensor) -> torch.Tensor:
+    """(B, S) boolean "this key is a real token" → a mask (B, 1, 1, S) for every head and query."""
+    return keep[:, None, None, :].bool()
+
+
+def combine_masks(*masks: torch.Tensor | None) -> torch.Tensor | None:
+    """AND of boolean masks (None ones skipped); broadcasting does the shapes."""
+    out = None
+    for m in masks:
+        if m is not None:
+            out = m if out is None else out & m
+    return out
+
+
+@dataclass
+class KVCache:
+    """Keys and values kept between decoding steps, one per attention layer.
+
+    Self-attention appends each new step's keys and values; cross-attention projects the
+    (fixed) context once and reuses it. Passed in and returned explicitly: no hidden state.
+    """
+
+    k: torch.Tensor | None = None  # (B, heads, S, head_dim)
+    v: torch.Tensor | None = None
+
+    @property
+    def length(self) -> int:
+        return 0 if self.k is None else self.k.shape[2]
+
+
+class Attention(nn.Module):
+    """Multi-head attention, self (context=None) or cross (keys and values from `context`).
+
+    Args:
+        dim: model width; split evenly over `num_heads`.
+        num_heads: number of heads.
+        dropout: dropout on the attention weights during training.
+    """
+
+    def __init__(self, dim: int, num_heads: int, dropout: float = 0.0):
+        super().__init__()
+        assert dim % num_heads == 0, f"width {dim} does not split over {num_heads} heads"
+        self.num_heads = num_heads
+        self.head_dim = dim // num_heads
+        self.dropout = dropout
+        # Q, K and V projections stacked in one matrix, as nn.MultiheadAttention and CLIP store them.
+        self.in_proj_weight = nn.Parameter(torch.empty(3 * dim, dim))
+        self.in_proj_bias = nn.Parameter(torch.zeros(3 * dim))
+        self.out_proj = nn.Linear(dim, dim)
+        nn.init.xavier_uniform_(self.in_proj_weight)
+        nn.init.zeros_(self.out_proj.bias)
+
+    def _heads(self, x: torch.Tensor) -> torch.Tensor:
+        b, n, _ = x.shape
+        return x.view(b, n, self.num_heads, self.head_dim).transpose(1, 2)  # (B, heads, n, hd)
+
+    def forward(
+        self,
+        x: torch.Tensor,
+        context: torch.Tensor | None = None,
+        mask: torch.Tensor | None = None,
+        need_weights: bool = False,
+        cache: KVCache | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Attend from x (B, T, dim) to itself or to `context` (B, S, dim).
+
+        Args:
+            mask: boolean (True = attend) or additive, broadcastable to (B, heads, T, S);
+                with a self-attention cache, S counts the cached keys too.
+            need_weights: return the weights (B, heads, T, S); this takes the explicit path.
+            cache: a KVCache to read and extend (self-attention) or fill once (cross-attention).
+        Returns:
+            (out (B, T, dim), weights or None).
+        """
+        w_q, w_k, w_v = self.in_proj_weight.chunk(3)
+        b_q, b_k, b_v = self.in_proj_bias.chunk(3)
+        q = self._heads(F.linear(x, w_q, b_q))
+        if context is not None and cache is not None and cache.k is not None:
+            k, v = cache.k, cache.v  # cross-attention context already projected
+        else:
+            source = x if context is None else context
+            k = self._heads(F.linear(source, w_k, b_k))
+            v = self._heads(F.linear(source, w_v, b_v))
+            if cache is not None:
+                if context is None and cache.k is not None:
+                    k = torch.cat([cache.k, k], dim=2)
+                    v = torch.cat([cache.v, v], dim=2)
+                cache.k, cache.v = k, v
+        dropout = self.dropout if self.training else 0.0
+        if need_weights:
+            out, weights = scaled_dot_product_attention(q, k, v, mask, dropout, self.training)
+        else:
+            out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout)
+            weights = None
+        out = out.transpose(1, 2).reshape(x.shape[0], x.shape[1], -1)  # (B, T, dim)
+        return self.out_proj(out), weights
+
+
+class QuickGELU(nn.Module):
+    """x·σ(1.702x): the GELU approximation OpenAI's CLIP was trained with."""
+
+    def forward(self, x):
+        return x * torch.sigmoid(1.702 * x)
+
+
+class MLP(nn.Module):
+    """Two linear layers with a GELU between; names as in CLIP (`c_fc`, `c_proj`)."""
+
+    def __init__(self, dim: int, hidden: int, quick_gelu: bool = False):
+        super().__init__()
+        self.c_fc = nn.Linear(dim, hidden)
+        self.gelu = QuickGELU() if quick_gelu else nn.GELU()
+        self.c_proj = nn.Linear(hidden, dim)
+
+    def forward(self, x):
+        return self.c_proj(self.gelu(self.c_fc(x)))
+
+
+@dataclass
+class BlockCaches:
+    """The KV caches of one block: its self-attention and, if any, its cross-attention."""
+
+    self_attn: KVCache
+    cross_attn: KVCache
+
+
+class Block(nn.Module):
+    """Pre-LN transformer block: x + SelfAttn(LN(x)) [+ CrossAttn(LN(x), context)] + MLP(LN(x)).
+
+    Args:
+        dim: width; num_heads: heads; mlp_ratio: MLP hidden width over `dim`.
+        cross_attention: add a cross-attention sublayer (the multimodal decoder's blocks).
+        quick_gelu: CLIP's QuickGELU in the MLP instead of GELU.
+    """
+
+    def __init__(
+        self,
+        dim: int,
+        num_heads: int,
+        mlp_ratio: float = 4.0,
+        cross_attention: bool = False,
+        dropout: float = 0.0,
+        quick_gelu: bool = False,
+    ):
+        super().__init__()
+        self.ln_1 = nn.LayerNorm(dim)
+        self.attn = Attention(dim, num_heads, dropout)
+        if cross_attention:
+            self.ln_cross = nn.LayerNorm(dim)
+            self.cross_attn = Attention(dim, num_heads, dropout)
+        else:
+            self.ln_cross = self.cross_attn = None
+        self.ln_2 = nn.LayerNorm(dim)
+        self.mlp = MLP(dim, int(dim * mlp_ratio), quick_gelu)
+
+    def forward(
+        self,
+        x: torch.Tensor,
+        mask: torch.Tensor | None = None,
+        context: torch.Tensor | None = None,
+        context_mask: torch.Tensor | None = None,
+        need_weights: bool = False,
+        caches: BlockCaches | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+        """Returns (x, self-attention weights or None, cross-attention weights or None)."""
+        h, self_w = self.attn(
+            self.ln_1(x), mask=mask, need_weights=need_weights, cache=caches and caches.self_attn
+        )
+        x = x + h
+        cross_w = None
+        if self.cross_attn is not None:
+            assert context is not None, "this block cross-attends: pass the context (e.g. image tokens)"
+            h, cross_w = self.cross_attn(
+                self.ln_cross(x),
+                context=context,
+                mask=context_mask,
+                need_weights=need_weights,
+                cache=caches and caches.cross_attn,
+            )
+            x = x + h
+        x = x + self.mlp(self.ln_2(x))
+        return x, self_w, cross_w
+
+
+class Transformer(nn.Module):
+    """A stack of blocks (CLIP calls the list `resblocks`)."""
+
+    def __init__(self, dim: int, layers: int, num_heads: int, mlp_ratio: float = 4.0, **block_kwargs):
+        super().__init__()
+        self.resblocks = nn.ModuleList(
+            Block(dim, num_heads, mlp_ratio, **block_kwargs) for _ in range(layers)
+        )
+
+    def new_caches(self) -> list[BlockCaches]:
+        return [BlockCaches(KVCache(), KVCache()) for _ in self.resblocks]
+
+    def forward(
+        self,
+        x: torch.Tensor,
+        mask: torch.Tensor | None = None,
+        context: torch.Tensor | None = None,
+        context_mask: torch.Tensor | None = None,
+        need_weights: bool = False,
+        caches: list[BlockCaches] | None = None,
+    ) -> tuple[torch.Tensor, list[torch.Tensor], list[torch.Tensor]]:
+        """Returns (x, per-layer self-attention weights, per-layer cross-attention weights).
+
+        The weight lists are empty unless `need_weights`.
+        """
+        self_ws, cross_ws = [], []
+        for i, block in enumerate(self.resblocks):
+            x, sw, cw = block(x, mask, context, context_mask, need_weights, caches and caches[i])
+            if need_weights:
+                self_ws.append(sw)
+                if cw is not None:
+                    cross_ws.append(cw)
+        return x, self_ws, cross_ws

@@ -1,0 +1,100 @@
+"""The image encoder: a Vision Transformer in CLIP's layout, and the preprocessing it expects."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from PIL import Image
+from torch import nn
+
+from vlp.images import load_image
+from vlp.layers import Transformer
+
+
+@dataclass
+class VisionConfig:
+    image_size: int = 64  # input side in pixels; images are resized to this
+    patch_size: int = 8  # side of one patch; (image_size / patch_size)² patch tokens
+    width: int = 128  # transformer width
+    layers: int = 4  # transformer blocks
+    heads: int = 4  # attention heads per block
+    mlp_ratio: float = 4.0  # MLP hidden width over `width`
+    embed_dim: int = 128  # size of the projected, pooled image embedding
+    quick_gelu: bool = False  # OpenAI's CLIP weights were trained with QuickGELU
+    mean: tuple[float, float, float] = (0.5, 0.5, 0.5)  # per-channel normalisation
+    std: tuple[float, float, float] = (0.5, 0.5, 0.5)
+    resize: str = "squash"  # "squash" to a square, or "crop": shortest side then centre crop (CLIP)
+
+    @property
+    def grid(self) -> int:
+        return self.image_size // self.patch_size
+
+
+@dataclass
+class VisionOutput:
+    tokens: torch.Tensor  # (B, 1 + grid², width) after ln_post: class token first, then patches
+    embedding: torch.Tensor  # (B, embed_dim) projected class token, not normalised
+    attentions: list[torch.Tensor] = field(default_factory=list)  # per layer (B, heads, T, T)
+
+
+def preprocess(images, config: VisionConfig) -> torch.Tensor:
+    """PIL images / paths / arrays → a normalised float batch (B, 3, image_size, image_size)."""
+    side = config.image_size
+    arrays = []
+    for image in images:
+        img = load_image(image)
+        if config.resize == "crop":
+            scale = side / min(img.size)
+            img = img.resize(
+                (max(side, round(img.width * scale)), max(side, round(img.height * scale))),
+                Image.BICUBIC,
+            )
+            left, top = (img.width - side) // 2, (img.height - side) // 2
+            img = img.crop((left, top, left + side, top + side))
+        elif img.size != (side, side):
+            img = img.resize((side, side), Image.BICUBIC)
+        arrays.append(np.asarray(img, dtype=np.uint8))
+    return normalise(torch.from_numpy(np.stack(arrays)), config)
+
+
+def normalise(pixels: torch.Tensor, config: VisionConfig) -> torch.Tensor:
+    """uint8 (B, H, W, 3) → float (B, 3, H, W), scaled to [0, 1] then standardised."""
+    x = pixels.permute(0, 3, 1, 2).float() / 255.0
+    mean = torch.tensor(config.mean).view(1, 3, 1, 1)
+    std = torch.tensor(config.std).view(1, 3, 1, 1)
+    return (x - mean) / std
+
+
+class VisionTransformer(nn.Module):
+    """ViT: patches → tokens, a class token, learned positions, pre-LN blocks, projection.
+
+    Submodule names are CLIP's (`conv1`, `class_embedding`, `ln_pre`, `transformer`,
+    `ln_post`, `proj`), so CLIP's visual weights load by name.
+    """
+
+    def __init__(self, config: VisionConfig):
+        super().__init__()
+        self.config = config
+        w = config.width
+        self.conv1 = nn.Conv2d(3, w, config.patch_size, stride=config.patch_size, bias=False)
+        scale = w**-0.5
+        self.class_embedding = nn.Parameter(scale * torch.randn(w))
+        self.positional_embedding = nn.Parameter(scale * torch.randn(config.grid**2 + 1, w))
+        self.ln_pre = nn.LayerNorm(w)
+        self.transformer = Transformer(
+            w, config.layers, config.heads, config.mlp_ratio, quick_gelu=config.quick_gelu
+        )
+        self.ln_post = nn.LayerNorm(w)
+        self.proj = nn.Parameter(scale * torch.randn(w, config.embed_dim))
+
+    def forward(self, pixels: torch.Tensor, need_weights: bool = False) -> VisionOutput:
+        """pixels (B, 3, H, W), already preprocessed."""
+        x = self.conv1(pixels)  # (B, width, grid, grid)
+        x = x.flatten(2).transpose(1, 2)  # (B, grid², width)
+        cls = self.class_embedding.to(x.dtype).expand(x.shape[0], 1, -1)
+        x = torch.cat([cls, x], dim=1) + self.positional_embedding.to(x.dtype)  # (B, 1 + grid², width)
+        x = self.ln_pre(x)
+        x, attentions, _ = self.transformer(x, need_weights=need_weights)
+        x = self.ln_post(x)
+        return VisionOutput(tokens=x, embedding=x[:, 0] @ self.proj, attentions=attentions)
