@@ -1,9 +1,13 @@
 """Attention for people to look at: the worked example, heatmaps over the image, rollout."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from PIL import Image
 
 
 @dataclass
@@ -62,3 +66,54 @@ def _as_matrix(a, name: str) -> np.ndarray:
     if not np.isfinite(a).all():
         raise ValueError(f"{name} holds a value that is not a finite number.")
     return a
+
+
+@dataclass
+class AttentionMaps:
+    """What a model attended to for one image (and optionally one text), ready to draw.
+
+    Arrays are float32 numpy, batch dimension dropped. T = 1 + grid² image tokens (class first).
+    """
+
+    image: "Image.Image"  # the image as the model saw it, at its input resolution
+    grid: int  # patches per side
+    vision: list[np.ndarray]  # per layer (heads, T, T) image self-attention
+    tokens: list[str] = field(default_factory=list)  # the text's words: given, or generated
+    cross: list[np.ndarray] = field(default_factory=list)  # per layer (heads, len(tokens), T): word → image
+    text: list[np.ndarray] = field(default_factory=list)  # per layer (heads, len(tokens), len(tokens))
+
+    def class_to_patches(self, layer: int, head: int | None = None) -> np.ndarray:
+        """(grid, grid) attention of the class token to each patch; mean over heads if head is None."""
+        a = self.vision[layer][:, 0, 1:]  # (heads, grid²)
+        a = a.mean(0) if head is None else a[head]
+        return a.reshape(self.grid, self.grid)
+
+    def rollout(self) -> np.ndarray:
+        """(grid, grid) attention rollout of the class token over the patches (Abnar & Zuidema)."""
+        return attention_rollout(self.vision)[0, 1:].reshape(self.grid, self.grid)
+
+    def word_to_patches(self, word_index: int, layer: int | None = None) -> np.ndarray:
+        """(grid, grid) cross-attention behind one word, mean over heads (and layers if None)."""
+        layers = self.cross if layer is None else [self.cross[layer]]
+        a = np.mean([c[:, word_index, :] for c in layers], axis=(0, 1))  # (T,) or (grid²,)
+        return a[-self.grid**2 :].reshape(self.grid, self.grid)
+
+
+def attention_rollout(layers: list[np.ndarray], residual: float = 0.5) -> np.ndarray:
+    """Multiply the head-averaged attention of each layer, counting the residual path.
+
+    Each layer's effective mixing is residual·I + (1 − residual)·A (rows re-normalised); the
+    product over layers says how much each input token flows into each output token.
+
+    Args:
+        layers: per layer (heads, T, T) attention weights, first layer first.
+    Returns:
+        (T, T) rolled-out attention; row 0 is the class token's.
+    """
+    t = layers[0].shape[-1]
+    out = np.eye(t)
+    for a in layers:
+        a = residual * np.eye(t) + (1 - residual) * a.mean(axis=0)
+        a = a / a.sum(axis=-1, keepdims=True)
+        out = a @ out
+    return out
