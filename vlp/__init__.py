@@ -37,7 +37,7 @@ def load(spec: str = DEFAULT_SPEC, device: str | None = "auto"):
         from vlp.pretrained import load_blip
 
         return load_blip(spec.removeprefix("blip:"), device)
-    from vlp.model import VLPModel
+    from vlp.api import VLPModel
 
     path = ASSETS / spec if spec == DEFAULT_SPEC else Path(spec).expanduser()
     if not (path / "config.json").is_file():

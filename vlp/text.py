@@ -103,6 +103,7 @@ class TextEncoder(nn.Module):
         self.config = config
         w = config.width
         self.token_embedding = nn.Embedding(config.vocab_size, w)
+        nn.init.normal_(self.token_embedding.weight, std=0.02)
         self.positional_embedding = nn.Parameter(0.01 * torch.randn(config.context_length, w))
         self.transformer = Transformer(
             w, config.layers, config.heads, config.mlp_ratio, quick_gelu=config.quick_gelu
@@ -154,6 +155,7 @@ class MultimodalDecoder(nn.Module):
         self.config = config
         w = config.width
         self.token_embedding = nn.Embedding(config.vocab_size, w)
+        nn.init.normal_(self.token_embedding.weight, std=0.02)  # small: the output layer shares it
         self.positional_embedding = nn.Parameter(0.01 * torch.randn(config.context_length, w))
         self.image_proj = (
             nn.Identity() if config.image_width == w else nn.Linear(config.image_width, w)

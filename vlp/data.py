@@ -1,0 +1,148 @@
+"""Training batches drawn from Shapes World: fresh scenes every batch, every task at once.
+
+Rendering is fast (about 10,000 scenes/s), so each batch holds new scenes: the model never
+sees the same picture twice and cannot memorise.
+"""
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import torch
+
+from vlp import world
+from vlp.model import Batch
+from vlp.text import Tokenizer
+from vlp.vision import VisionConfig, normalise
+
+_CODES = {(s, c, z): i for i, (s, c, z) in enumerate(
+    (s, c, z) for s in world.SHAPES for c in world.COLORS for z in world.SIZES)}
+_PAIRS = {(s, c): i for i, (s, c) in enumerate((s, c) for s in world.SHAPES for c in world.COLORS)}
+
+
+def build_tokenizer() -> Tokenizer:
+    return Tokenizer.from_words(world.vocabulary())
+
+
+class WorldBatches:
+    """An endless stream of training batches from one split.
+
+    Args:
+        split: the world split to draw scenes from ("train" for pretraining).
+        tokenizer: vlp's tokenizer over the world's vocabulary.
+        vision: the image encoder's config (size and normalisation).
+        seed: batches are a pure function of (seed, step), so a resumed run sees the same data.
+        text_length, qa_length: padded lengths of the text and question–answer sequences.
+    """
+
+    def __init__(self, split: str, tokenizer: Tokenizer, vision: VisionConfig, seed: int = 0,
+                 text_length: int = 32, qa_length: int = 40):
+        self.split, self.tok, self.vision, self.seed = split, tokenizer, vision, seed
+        self.text_length, self.qa_length = text_length, qa_length
+
+    def batch(self, step: int, batch_size: int) -> Batch:
+        rng = np.random.default_rng([self.seed, step])
+        start = int(rng.integers(0, 2**31 - batch_size))  # scenes are indexed; pick a fresh run of them
+        scenes = world.scenes(self.split, batch_size, start=start)
+        pixels = torch.from_numpy(world.render_array(scenes, self.vision.image_size))
+        texts, kinds, wrong = [], [], []
+        for scene in scenes:
+            text, kind = self._describe(scene, rng)
+            texts.append(text)
+            kinds.append(kind)
+            wrong.append(self.near_miss(scene, kind, rng))
+        qa, answer_mask = self._questions(scenes, rng)
+        captions = [world.caption(s) for s in scenes]
+        return Batch(
+            pixels=normalise(pixels, self.vision),
+            texts=self._ids(texts),
+            positives=torch.from_numpy(positives(scenes, texts, kinds, captions)),
+            captions=self._ids(captions),
+            wrong_texts=self._ids(wrong),
+            qa=qa,
+            answer_mask=answer_mask,
+        )
+
+    def _ids(self, texts: list[str]) -> torch.Tensor:
+        ids, keep = self.tok.batch(texts, self.text_length)
+        return ids[:, : int(keep.sum(1).max())]  # no column of padding only
+
+    @staticmethod
+    def _describe(scene: world.Scene, rng) -> tuple[str, str]:
+        """A text for contrastive learning: half canonical captions, then paraphrases and mentions."""
+        r = rng.random()
+        if r < 0.5:
+            return world.caption(scene), "full"
+        if r < 0.75:
+            return world.paraphrase(scene, rng), "full"
+        obj = scene.objects[rng.integers(len(scene.objects))]
+        return world.mention(obj, with_size=bool(rng.random() < 0.5)), "mention"
+
+    @staticmethod
+    def near_miss(scene: world.Scene, kind: str, rng) -> str:
+        """A false text one detail away from a true one: an attribute or the relation changed."""
+        for _ in range(20):
+            i = rng.integers(len(scene.objects))
+            o = scene.objects[i]
+            field, values = [("shape", world.SHAPES), ("color", world.COLORS), ("size", world.SIZES)][rng.integers(3)]
+            value = values[rng.integers(len(values))]
+            changed = dataclasses.replace(o, **{field: value, "scale": None})
+            if value == getattr(o, field) or (changed.color, changed.shape) in world.HELD_OUT:
+                continue
+            others = [p for j, p in enumerate(scene.objects) if j != i]
+            if any((p.color, p.shape) == (changed.color, changed.shape) for p in others):
+                continue
+            if kind == "mention":
+                text = world.mention(changed, with_size=field == "size" or bool(rng.random() < 0.5))
+            else:
+                objects = list(scene.objects)
+                objects[i] = changed
+                text = world.caption(dataclasses.replace(scene, objects=objects))
+                if len(objects) == 2 and rng.random() < 0.3:
+                    text = _swap_relation(scene)
+            if not world.holds(text, scene):
+                return text
+        return "a large red circle, a small blue square and a small green triangle"  # rarely needed
+
+    def _questions(self, scenes, rng) -> tuple[torch.Tensor, torch.Tensor]:
+        ids = torch.full((len(scenes), self.qa_length), self.tok.pad_id, dtype=torch.long)
+        mask = torch.zeros_like(ids, dtype=torch.bool)
+        for i, scene in enumerate(scenes):
+            question, answer, _ = world.sample_question(scene, rng)
+            q, a = self.tok.encode(question), self.tok.encode(answer)
+            row = [self.tok.bos_id, *q, self.tok.sep_id, *a, self.tok.eos_id]
+            ids[i, : len(row)] = torch.tensor(row)
+            mask[i, len(q) + 2 : len(row)] = True  # the answer and [EOS] are the targets
+        used = int((ids != self.tok.pad_id).sum(1).max())
+        return ids[:, :used], mask[:, :used]
+
+
+def _swap_relation(scene: world.Scene) -> str:
+    """The canonical two-object caption with its objects in the wrong order: a false relation."""
+    a, b = sorted(scene.objects, key=lambda o: (o.x, o.y))
+    swapped = dataclasses.replace(scene, objects=[dataclasses.replace(a, x=b.x, y=b.y), dataclasses.replace(b, x=a.x, y=a.y)])
+    return world.caption(swapped)
+
+
+def positives(scenes, texts, kinds, captions) -> np.ndarray:
+    """(B, B) bool: text i truly describes scene j.
+
+    A full description fits every scene with the same canonical caption; a mention fits every
+    scene that holds the object it names. Both are computed on multi-hot object codes.
+    """
+    n = len(scenes)
+    have = np.zeros((n, len(_CODES)), bool)  # scene j holds (shape, colour, size)
+    have_pair = np.zeros((n, len(_PAIRS)), bool)  # scene j holds (shape, colour), any size
+    for j, s in enumerate(scenes):
+        for o in s.objects:
+            have[j, _CODES[o.shape, o.color, o.size]] = True
+            have_pair[j, _PAIRS[o.shape, o.color]] = True
+    same_caption = np.array(captions)[:, None] == np.array(captions)[None, :]
+    out = np.zeros((n, n), bool)
+    for i, (text, kind) in enumerate(zip(texts, kinds)):
+        if kind == "full":
+            out[i] = same_caption[i]
+        else:
+            (shape, color, size), = world.parse(text).objects
+            out[i] = have[:, _CODES[shape, color, size]] if size else have_pair[:, _PAIRS[shape, color]]
+    return out

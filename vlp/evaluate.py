@@ -1,0 +1,152 @@
+"""Evaluation on Shapes World: `python -m vlp eval --model SPEC --split test --n 500`.
+
+Every answer can be checked against the scene it was asked about:
+- VQA accuracy, overall and per question type (five questions per scene, one per type where the
+  scene allows it);
+- caption accuracy (the caption parses back to exactly the scene, WORLD.md's rule), and
+  BLEU-4 / CIDEr against the canonical captions (pycocoevalcap's scorers);
+- text → image: P@1 (the top image holds what the canonical caption names) and R@5 (the
+  caption's own image is in the top five); image → text R@1 (the top caption is true of the
+  image);
+- ITM accuracy on matched pairs and on near-miss pairs (one detail changed).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+from collections import defaultdict
+
+import numpy as np
+
+from vlp import world
+
+QUESTIONS_PER_SCENE = 5
+
+
+def evaluate(model, split: str = "test", n: int = 500, batch_size: int = 100) -> dict:
+    """All metrics for `model` on the first `n` scenes of `split`, as a flat-ish dict."""
+    scenes = world.scenes(split, n)
+    images = [world.render(s) for s in scenes]
+    captions = [world.caption(s) for s in scenes]
+    out: dict = {"split": split, "scenes": n}
+    if getattr(model, "can_answer", False):
+        out |= _vqa(model, scenes, images, batch_size)
+    if getattr(model, "can_caption", False):
+        out |= _captioning(model, scenes, images, captions, batch_size)
+    out |= _retrieval(model, scenes, images, captions)
+    out |= _matching(model, scenes, images, captions, batch_size)
+    return out
+
+
+def quick_validation(model, n: int = 200) -> dict:
+    """The headline numbers on the val split, for the training loop."""
+    m = evaluate(model, "val", n)
+    return {k: m[k] for k in ("vqa_accuracy", "caption_accuracy", "t2i_p_at_1", "itm_accuracy") if k in m}
+
+
+def _batches(items, size):
+    for i in range(0, len(items), size):
+        yield items[i : i + size]
+
+
+def _vqa(model, scenes, images, batch_size) -> dict:
+    qs = []  # (scene index, question, answer, type)
+    for i, scene in enumerate(scenes):
+        rng = np.random.default_rng([7, i])
+        types = world.question_types(scene)
+        for qtype in rng.permutation(types)[:QUESTIONS_PER_SCENE]:
+            q, a, t = world.sample_question(scene, rng, str(qtype))
+            qs.append((i, q, a, t))
+    predicted = []
+    for chunk in _batches(qs, batch_size):
+        predicted += _answer_many(model, [images[i] for i, *_ in chunk], [q for _, q, _, _ in chunk])
+    per_type = defaultdict(list)
+    for (_, _, a, t), p in zip(qs, predicted):
+        per_type[t].append(p.strip() == a)
+    right = [r for rs in per_type.values() for r in rs]
+    return {
+        "vqa_accuracy": float(np.mean(right)),
+        "vqa_questions": len(right),
+        "vqa_by_type": {t: float(np.mean(rs)) for t, rs in sorted(per_type.items())},
+    }
+
+
+def _captioning(model, scenes, images, captions, batch_size) -> dict:
+    from pycocoevalcap.bleu.bleu import Bleu
+    from pycocoevalcap.cider.cider import Cider
+
+    generated = []
+    for chunk in _batches(images, batch_size):
+        generated += _caption_many(model, chunk)
+    correct = [world.caption_correct(g, s) for g, s in zip(generated, scenes)]
+    refs = {i: [c] for i, c in enumerate(captions)}
+    hyps = {i: [g or "[empty]"] for i, g in enumerate(generated)}
+    bleu, _ = Bleu(4).compute_score(refs, hyps, verbose=0)
+    cider, _ = Cider().compute_score(refs, hyps)
+    wrong = [(c, g) for c, g, ok in zip(captions, generated, correct) if not ok][:5]
+    return {"caption_accuracy": float(np.mean(correct)), "bleu4": float(bleu[3]), "cider": float(cider),
+            "caption_mistakes": [{"truth": c, "said": g} for c, g in wrong]}
+
+
+def _retrieval(model, scenes, images, captions) -> dict:
+    img = model.embed_images(images)
+    txt = model.embed_texts(captions)
+    sim = txt @ img.T  # (queries, images)
+    order = np.argsort(-sim, axis=1)
+    p_at_1 = np.mean([world.holds(captions[q], scenes[order[q, 0]]) for q in range(len(captions))])
+    r_at_5 = np.mean([q in order[q, :5] for q in range(len(captions))])
+    best_text = np.argmax(sim, axis=0)  # per image, the best caption
+    i2t = np.mean([world.caption_correct(captions[best_text[i]], scenes[i]) for i in range(len(scenes))])
+    return {"t2i_p_at_1": float(p_at_1), "t2i_r_at_5": float(r_at_5), "i2t_r_at_1": float(i2t)}
+
+
+def _matching(model, scenes, images, captions, batch_size) -> dict:
+    from vlp.data import WorldBatches
+
+    rng = np.random.default_rng(11)
+    wrong = [WorldBatches.near_miss(s, "full", rng) for s in scenes]
+    pairs = [(im, c, 1) for im, c in zip(images, captions)] + [(im, w, 0) for im, w in zip(images, wrong)]
+    probs = []
+    for chunk in _batches(pairs, batch_size):
+        probs += list(_match_pairs(model, [p[0] for p in chunk], [p[1] for p in chunk]))
+    labels = np.array([p[2] for p in pairs])
+    said = np.array(probs) > 0.5
+    return {
+        "itm_accuracy": float(np.mean(said == labels)),
+        "itm_matched_accuracy": float(np.mean(said[labels == 1])),
+        "itm_near_miss_accuracy": float(np.mean(~said[labels == 0])),
+    }
+
+
+# Batched calls where the model has them; one at a time otherwise (any model of the protocol).
+def _answer_many(model, images, questions):
+    if hasattr(model, "answer_many"):
+        return model.answer_many(images, questions)
+    return [model.answer(i, q) for i, q in zip(images, questions)]
+
+
+def _caption_many(model, images):
+    if hasattr(model, "caption_many"):
+        return model.caption_many(images)
+    return [model.caption(i) for i in images]
+
+
+def _match_pairs(model, images, texts):
+    if hasattr(model, "match_pairs"):
+        return model.match_pairs(images, texts)
+    return [model.match(i, t) for i, t in zip(images, texts)]
+
+
+def add_arguments(parser: argparse.ArgumentParser, command_name: str = "eval") -> None:
+    parser.add_argument("--model", default="vlp-tiny", help="model spec (default: the embedded vlp-tiny)")
+    parser.add_argument("--split", default="test", choices=world.SPLITS)
+    parser.add_argument("--n", type=int, default=500, help="number of scenes")
+    parser.add_argument("--device", default="auto")
+
+
+def main(args, command_name: str = "eval") -> int:
+    import vlp
+
+    model = vlp.load(args.model, args.device)
+    print(json.dumps(evaluate(model, args.split, args.n), indent=2))
+    return 0

@@ -1,0 +1,168 @@
+"""The VLP network: one image encoder, one text encoder, one multimodal decoder, four objectives.
+
+- ITC (image–text contrastive, as CLIP): pooled image and text embeddings, InfoNCE both ways.
+- ITM (image–text matching, as ALBEF/BLIP): the decoder reads a text against an image and a
+  binary head at the end token says match / no match; negatives are mined from the ITC
+  similarities of the batch (hard negatives).
+- Captioning: the decoder predicts the caption word by word, cross-attending to the image.
+- VQA: the question is a prefix, the answer is generated after [SEP]; loss on the answer only.
+
+The public API around this network (load, caption, answer, …) is in `vlp/api.py`.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from vlp.text import DecoderConfig, MultimodalDecoder, TextConfig, TextEncoder
+from vlp.vision import VisionConfig, VisionTransformer
+
+
+@dataclass
+class VLPConfig:
+    vision: VisionConfig
+    text: TextConfig
+    decoder: DecoderConfig
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "VLPConfig":
+        vision = dict(d["vision"], mean=tuple(d["vision"]["mean"]), std=tuple(d["vision"]["std"]))
+        return cls(VisionConfig(**vision), TextConfig(**d["text"]), DecoderConfig(**d["decoder"]))
+
+
+# Named sizes: width, depth of each tower. vlp-tiny pretrains in minutes on a laptop CPU.
+SIZES = {
+    "tiny": dict(width=128, heads=4, vision_layers=4, text_layers=2, decoder_layers=3, embed_dim=128),
+    "small": dict(width=256, heads=8, vision_layers=6, text_layers=4, decoder_layers=4, embed_dim=256),
+}
+
+
+def config_for(size: str, vocab_size: int, eos_id: int, image_size: int = 64, patch_size: int = 8) -> VLPConfig:
+    s = SIZES[size]
+    return VLPConfig(
+        vision=VisionConfig(
+            image_size=image_size, patch_size=patch_size, width=s["width"], layers=s["vision_layers"],
+            heads=s["heads"], embed_dim=s["embed_dim"],
+        ),
+        text=TextConfig(
+            vocab_size=vocab_size, width=s["width"], layers=s["text_layers"], heads=s["heads"],
+            embed_dim=s["embed_dim"], eos_id=eos_id,
+        ),
+        decoder=DecoderConfig(
+            vocab_size=vocab_size, width=s["width"], layers=s["decoder_layers"], heads=s["heads"],
+            image_width=s["width"],
+        ),
+    )
+
+
+@dataclass
+class Batch:
+    """One training batch; every tensor on the model's device.
+
+    Texts are [BOS] … [EOS], right-padded with [PAD] (id 0 in vlp's tokenizer).
+    """
+
+    pixels: torch.Tensor  # (B, 3, H, W) preprocessed images
+    texts: torch.Tensor  # (B, L) texts describing each image: captions, paraphrases, mentions
+    positives: torch.Tensor  # (B, B) bool: text i truly describes image j (duplicates in a batch)
+    captions: torch.Tensor  # (B, L) canonical captions, the captioning targets
+    wrong_texts: torch.Tensor  # (B, L) a near miss per image: one attribute or the relation changed
+    qa: torch.Tensor  # (B, L2) [BOS] question [SEP] answer [EOS]
+    answer_mask: torch.Tensor  # (B, L2) bool: positions whose next token is answer or [EOS]
+
+
+class VLP(nn.Module):
+    def __init__(self, config: VLPConfig, pad_id: int = 0):
+        super().__init__()
+        self.config = config
+        self.pad_id = pad_id
+        self.visual = VisionTransformer(config.vision)
+        self.text = TextEncoder(config.text)
+        self.decoder = MultimodalDecoder(config.decoder)
+        self.itm_head = nn.Linear(config.decoder.width, 2)
+        self.logit_scale = nn.Parameter(torch.tensor(math.log(1 / 0.07)))  # CLIP's initial temperature
+
+    # --- the towers -------------------------------------------------------------------------
+    def encode_image(self, pixels: torch.Tensor, need_weights: bool = False):
+        return self.visual(pixels, need_weights)
+
+    def encode_text(self, ids: torch.Tensor, need_weights: bool = False):
+        return self.text(ids, ids != self.pad_id, need_weights)
+
+    def match_logits(self, ids: torch.Tensor, image_tokens: torch.Tensor) -> torch.Tensor:
+        """(B, 2) no-match / match scores, read from the decoder at each text's end token."""
+        hidden = self.decoder(ids, image_tokens).hidden
+        end = (ids == self.config.text.eos_id).int().argmax(dim=-1)
+        return self.itm_head(hidden[torch.arange(ids.shape[0], device=ids.device), end])
+
+    # --- the objectives ---------------------------------------------------------------------
+    def forward(self, batch: Batch) -> dict[str, torch.Tensor]:
+        """All four losses on one batch, as a dict of named terms (the trainer weighs them)."""
+        image = self.encode_image(batch.pixels)
+        image_emb = F.normalize(image.embedding.float(), dim=-1)
+        text_emb = F.normalize(self.encode_text(batch.texts)[0].float(), dim=-1)
+        losses = {"itc": itc_loss(image_emb, text_emb, batch.positives, self.logit_scale.exp().clamp(max=100))}
+        with torch.no_grad():
+            sim = (image_emb @ text_emb.T).float()
+        losses["itm"], losses["itm_acc"] = self.itm_loss(batch, image.tokens, sim)
+        losses["caption"] = self.lm_loss(batch.captions, image.tokens, batch.captions != self.pad_id)
+        losses["vqa"] = self.lm_loss(batch.qa, image.tokens, batch.answer_mask)
+        return losses
+
+    def lm_loss(self, ids: torch.Tensor, image_tokens: torch.Tensor, predict: torch.Tensor) -> torch.Tensor:
+        """Next-token cross-entropy where `predict` marks the tokens to be predicted."""
+        logits = self.decoder(ids[:, :-1], image_tokens).logits  # position t predicts token t + 1
+        targets = ids[:, 1:].masked_fill(~predict[:, 1:], -100)
+        return F.cross_entropy(logits.flatten(0, 1).float(), targets.flatten(), ignore_index=-100)
+
+    def itm_loss(self, batch: Batch, image_tokens: torch.Tensor, sim: torch.Tensor):
+        """Positives, plus per image a hard negative text and per text a hard negative image.
+
+        Negatives are sampled in proportion to softmax(similarity) over the pairs that are
+        not true (`positives`), so the head learns from the confusable ones, as ALBEF does;
+        the world's near-miss captions add negatives that differ in a single detail.
+        """
+        b = sim.shape[0]  # sim[i, j]: image i against text j
+        wrong = ~batch.positives  # wrong[j, i]: text j does not describe image i
+        has_neg = wrong.any(dim=0) & wrong.any(dim=1)
+        weights_t = (sim * 10).exp() * wrong.T  # image i → candidate texts j
+        weights_i = (sim.T * 10).exp() * wrong  # text j → candidate images i
+        weights_t[~has_neg] = 1.0
+        weights_i[~has_neg] = 1.0
+        neg_text = torch.multinomial(weights_t, 1).squeeze(1)
+        neg_image = torch.multinomial(weights_i, 1).squeeze(1)
+        keep = has_neg
+        ids = _cat_padded([batch.texts, batch.texts[neg_text][keep], batch.texts[keep], batch.wrong_texts], self.pad_id)
+        tokens = torch.cat([image_tokens, image_tokens[keep], image_tokens[neg_image][keep], image_tokens])
+        labels = torch.cat([
+            torch.ones(b, dtype=torch.long), torch.zeros(int(keep.sum()) * 2 + b, dtype=torch.long)
+        ]).to(ids.device)
+        logits = self.match_logits(ids, tokens).float()
+        n_pos, n_neg = b, len(labels) - b
+        # positives and negatives weigh the same, whatever their counts
+        weight = torch.tensor([n_pos / n_neg, 1.0], device=ids.device)
+        loss = F.cross_entropy(logits, labels, weight=weight)
+        acc = (logits.argmax(-1) == labels).float().mean()
+        return loss, acc.detach()
+
+
+def itc_loss(image_emb, text_emb, positives, scale) -> torch.Tensor:
+    """Symmetric InfoNCE; when several texts in the batch fit an image, each is a target."""
+    logits = scale * image_emb @ text_emb.T  # (B images, B texts)
+    pos = positives.T.float()  # positives[t, i]: text t describes image i → targets (images, texts)
+    i2t = -(pos / pos.sum(1, keepdim=True) * logits.log_softmax(1)).sum(1).mean()
+    t2i = -(pos.T / pos.T.sum(1, keepdim=True) * logits.T.log_softmax(1)).sum(1).mean()
+    return (i2t + t2i) / 2
+
+
+def _cat_padded(rows: list[torch.Tensor], pad_id: int) -> torch.Tensor:
+    """Stack (n_i, L_i) id batches of different lengths, right-padding to the longest."""
+    length = max(r.shape[1] for r in rows)
+    return torch.cat([F.pad(r, (0, length - r.shape[1]), value=pad_id) for r in rows])

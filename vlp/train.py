@@ -1,0 +1,249 @@
+"""Pretraining: `python -m vlp train --config tiny --out runs/NAME`.
+
+Multi-task (ITC + ITM + captioning + VQA) on fresh Shapes World scenes; AdamW with warm-up
+and cosine decay; a progress bar with the losses and samples/s; periodic validation; atomic
+checkpoints that resume exactly (model, optimiser, schedule, RNG, and the data, which is a
+function of the step); `metrics.jsonl` and `loss.png` in the run folder. bf16 autocast on
+CUDA. Data-parallel with `torchrun --nproc_per_node=N -m vlp train …` (gloo on CPU, NCCL on GPUs).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import shlex
+import shutil
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+from safetensors.torch import load_file, save_file
+from tqdm import tqdm
+
+from vlp.api import VLPModel, save_checkpoint
+from vlp.data import WorldBatches, build_tokenizer
+from vlp.device import autocast, pick_device
+from vlp.model import SIZES, VLP, VLPConfig, config_for
+
+LOSS_WEIGHTS = {"itc": 1.0, "itm": 1.0, "caption": 1.0, "vqa": 1.0}
+
+
+@dataclass
+class TrainConfig:
+    size: str = "tiny"  # a named model size (vlp.model.SIZES)
+    steps: int = 3000  # optimiser steps
+    batch_size: int = 128  # per process
+    lr: float = 2e-3  # peak learning rate
+    warmup: int = 150  # linear warm-up steps, then cosine decay to lr / 20
+    weight_decay: float = 0.05
+    seed: int = 0
+    eval_every: int = 250  # steps between validations and checkpoints
+    eval_scenes: int = 200  # validation scenes per evaluation
+
+
+def lr_at(step: int, cfg: TrainConfig) -> float:
+    if step < cfg.warmup:
+        return cfg.lr * (step + 1) / cfg.warmup
+    progress = (step - cfg.warmup) / max(1, cfg.steps - cfg.warmup)
+    floor = cfg.lr / 20
+    return floor + (cfg.lr - floor) * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+
+
+def add_arguments(parser: argparse.ArgumentParser, command_name: str = "train") -> None:
+    d = TrainConfig()
+    parser.add_argument("--config", default=d.size, choices=SIZES, help="model size")
+    parser.add_argument("--out", required=True, help="run folder: checkpoints, metrics.jsonl, loss.png, final model")
+    parser.add_argument("--steps", type=int, default=d.steps)
+    parser.add_argument("--batch-size", type=int, default=d.batch_size, help="per process")
+    parser.add_argument("--lr", type=float, default=d.lr)
+    parser.add_argument("--warmup", type=int, default=d.warmup)
+    parser.add_argument("--seed", type=int, default=d.seed)
+    parser.add_argument("--eval-every", type=int, default=d.eval_every)
+    parser.add_argument("--eval-scenes", type=int, default=d.eval_scenes)
+    parser.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    parser.add_argument("--resume", action="store_true", help="continue from the run folder's last checkpoint")
+    parser.add_argument("--final-eval", type=int, default=200, help="test scenes for the final metrics.json (0: skip)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar (logs every eval instead)")
+
+
+def main(args, command_name: str = "train") -> int:
+    cfg = TrainConfig(args.config, args.steps, args.batch_size, args.lr, args.warmup, 0.05, args.seed,
+                      args.eval_every, args.eval_scenes)
+    command = "python -m vlp train " + " ".join(shlex.quote(a) for a in sys.argv[2:]) if len(sys.argv) > 2 else None
+    train(cfg, Path(args.out), args.device, args.resume, args.final_eval, not args.no_progress, command)
+    return 0
+
+
+def train(cfg: TrainConfig, out: Path, device_name: str = "auto", resume: bool = False, final_eval: int = 200,
+          progress: bool = True, command: str | None = None) -> Path:
+    """Run pretraining; returns the folder of the final model (out / "model")."""
+    rank, world_size = _init_distributed(device_name)
+    device = pick_device(device_name)
+    if device.type == "cuda":
+        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
+        torch.cuda.set_device(device)
+    main_process = rank == 0
+    torch.manual_seed(cfg.seed)
+    tokenizer = build_tokenizer()
+    net = VLP(config_for(cfg.size, len(tokenizer), tokenizer.eos_id), pad_id=tokenizer.pad_id).to(device)
+    decay = [p for n, p in net.named_parameters() if p.ndim >= 2 and "embedding" not in n]
+    no_decay = [p for n, p in net.named_parameters() if not (p.ndim >= 2 and "embedding" not in n)]
+    optimizer = torch.optim.AdamW(
+        [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+        lr=cfg.lr, betas=(0.9, 0.98), fused=device.type == "cuda",
+    )
+    out.mkdir(parents=True, exist_ok=True)
+    start, elapsed = 0, 0.0
+    if resume and (out / "checkpoint" / "state.json").is_file():
+        start, elapsed = _load_state(out / "checkpoint", net, optimizer, device)
+        if main_process:
+            print(f"resumed from step {start}")
+    model = torch.nn.parallel.DistributedDataParallel(net, find_unused_parameters=False) if world_size > 1 else net
+    data = WorldBatches("train", tokenizer, net.config.vision, seed=cfg.seed * 1000 + rank)
+    log = open(out / "metrics.jsonl", "a") if main_process else None
+    bar = tqdm(range(start, cfg.steps), initial=start, total=cfg.steps, disable=not (progress and main_process),
+               dynamic_ncols=True, desc="pretraining")
+    t0 = time.perf_counter() - elapsed
+    seen_since, t_since = 0, time.perf_counter()
+    for step in bar:
+        batch = _to(data.batch(step, cfg.batch_size), device)
+        for group in optimizer.param_groups:
+            group["lr"] = lr_at(step, cfg)
+        model.train()
+        with autocast(device):
+            losses = model(batch)
+        loss = sum(LOSS_WEIGHTS[k] * losses[k] for k in LOSS_WEIGHTS)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
+        optimizer.step()
+        seen_since += cfg.batch_size * world_size
+        if main_process and (step % 10 == 0 or step == cfg.steps - 1):
+            rate = seen_since / (time.perf_counter() - t_since)
+            seen_since, t_since = 0, time.perf_counter()
+            row = {"step": step, "time_s": round(time.perf_counter() - t0, 1), "lr": lr_at(step, cfg),
+                   "samples_per_s": round(rate, 1), **{k: round(v.item(), 4) for k, v in losses.items()}}
+            log.write(json.dumps(row) + "\n")
+            log.flush()
+            bar.set_postfix({k: f"{v.item():.3f}" for k, v in losses.items()} | {"samples/s": f"{rate:.0f}"})
+        last = step == cfg.steps - 1
+        if (step + 1) % cfg.eval_every == 0 or last:
+            if main_process:
+                _save_state(out / "checkpoint", net, tokenizer, optimizer, step + 1, time.perf_counter() - t0)
+                scores = _validate(net, tokenizer, device, cfg.eval_scenes)
+                row = {"step": step + 1, "time_s": round(time.perf_counter() - t0, 1), "val": scores}
+                log.write(json.dumps(row) + "\n")
+                log.flush()
+                tqdm.write(f"step {step + 1}: val {json.dumps(scores)}") if progress else print(json.dumps(row), flush=True)
+                plot_losses(out / "metrics.jsonl", out / "loss.png")
+            if world_size > 1:
+                dist.barrier()
+    train_seconds = time.perf_counter() - t0
+    final = out / "model"
+    if main_process:
+        metrics = {"train": {"steps": cfg.steps, "batch_size": cfg.batch_size * world_size, "seconds": round(train_seconds, 1),
+                             "device": str(device), "processes": world_size, "threads": torch.get_num_threads(),
+                             "command": command}}
+        if final_eval:
+            from vlp.evaluate import evaluate
+
+            model_api = VLPModel(net, tokenizer, spec=out.name, device=device)
+            metrics["test"] = evaluate(model_api, "test", final_eval)
+            metrics["novel"] = evaluate(model_api, "novel", final_eval)
+        save_checkpoint(net, tokenizer, final, metrics, {"train": vars(cfg)})
+        plot_losses(out / "metrics.jsonl", out / "loss.png")
+        print(f"trained {cfg.steps} steps in {train_seconds:.0f} s; model in {final}")
+        log.close()
+    if world_size > 1:
+        dist.destroy_process_group()
+    return final
+
+
+def _validate(net: VLP, tokenizer, device, n: int) -> dict:
+    from vlp.evaluate import quick_validation
+
+    net.eval()
+    return quick_validation(VLPModel(net, tokenizer, spec="training", device=device), n)
+
+
+def _init_distributed(device_name: str) -> tuple[int, int]:
+    world_size = int(os.environ.get("WORLD_SIZE", 1))
+    if world_size > 1 and not dist.is_initialized():
+        backend = "nccl" if pick_device(device_name).type == "cuda" else "gloo"
+        dist.init_process_group(backend)
+    return (dist.get_rank(), world_size) if world_size > 1 else (0, 1)
+
+
+def _to(batch, device):
+    return type(batch)(**{k: v.to(device, non_blocking=True) for k, v in vars(batch).items()})
+
+
+def _save_state(folder: Path, net, tokenizer, optimizer, step: int, elapsed: float) -> None:
+    """Model checkpoint + optimiser tensors (safetensors) + counters and RNG (JSON), atomically."""
+    tmp = Path(tempfile.mkdtemp(prefix=".checkpoint.", dir=folder.parent))
+    save_checkpoint(net, tokenizer, tmp / "model")
+    opt = optimizer.state_dict()
+    tensors = {f"{i}.{k}": v.contiguous() for i, s in opt["state"].items() for k, v in s.items()}
+    save_file({k: v.cpu() for k, v in tensors.items()}, tmp / "optimizer.safetensors")
+    save_file({"cpu": torch.get_rng_state()}, tmp / "rng.safetensors")
+    groups = [{k: v for k, v in g.items() if k != "params"} | {"params": g["params"]} for g in opt["param_groups"]]
+    (tmp / "state.json").write_text(json.dumps({"step": step, "elapsed_s": elapsed, "param_groups": groups}))
+    if folder.exists():
+        old = folder.with_name(".checkpoint.old")
+        shutil.rmtree(old, ignore_errors=True)
+        os.replace(folder, old)
+        os.replace(tmp, folder)
+        shutil.rmtree(old)
+    else:
+        os.replace(tmp, folder)
+
+
+def _load_state(folder: Path, net, optimizer, device) -> tuple[int, float]:
+    net.load_state_dict(load_file(folder / "model" / "model.safetensors", device=str(device)))
+    meta = json.loads((folder / "state.json").read_text())
+    state: dict[int, dict] = {}
+    for key, value in load_file(folder / "optimizer.safetensors", device=str(device)).items():
+        i, name = key.split(".", 1)
+        state.setdefault(int(i), {})[name] = value
+    for s in state.values():
+        if "step" in s:
+            s["step"] = s["step"].cpu()  # AdamW keeps its step counter on the CPU unless fused
+            if optimizer.defaults.get("fused"):
+                s["step"] = s["step"].to(device)
+    optimizer.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
+    torch.set_rng_state(load_file(folder / "rng.safetensors")["cpu"])
+    return meta["step"], meta["elapsed_s"]
+
+
+def plot_losses(metrics_file: Path, png: Path) -> None:
+    """Training losses (smoothed) and validation scores against steps."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = [json.loads(line) for line in metrics_file.read_text().splitlines() if line.strip()]
+    train_rows = [r for r in rows if "itc" in r]
+    val_rows = [r for r in rows if "val" in r]
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4))
+    for key in LOSS_WEIGHTS:
+        ax1.plot([r["step"] for r in train_rows], [r[key] for r in train_rows], label=key)
+    ax1.set_yscale("log")
+    ax1.set_xlabel("step")
+    ax1.set_title("training losses")
+    ax1.legend()
+    if val_rows:
+        for key in val_rows[-1]["val"]:
+            ax2.plot([r["step"] for r in val_rows], [r["val"].get(key) for r in val_rows], marker="o", label=key)
+    ax2.set_ylim(0, 1.02)
+    ax2.set_xlabel("step")
+    ax2.set_title("validation")
+    ax2.legend(loc="lower right")
+    fig.tight_layout()
+    fig.savefig(png, dpi=90)
+    plt.close(fig)
