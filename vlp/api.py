@@ -52,14 +52,15 @@ class VLPModel:
     @classmethod
     def load(cls, path, device="auto", spec: str | None = None) -> "VLPModel":
         path = Path(path)
+        for name in ("config.json", "tokenizer.json", "model.safetensors"):
+            if not (path / name).is_file():
+                raise ValueError(f"The checkpoint at {path} is incomplete: {name} is missing.")
         try:
             config = VLPConfig.from_dict(json.loads((path / "config.json").read_text())["model"])
             tokenizer = Tokenizer.load(path / "tokenizer.json")
             state = load_file(path / "model.safetensors")
             net = VLP(config, pad_id=tokenizer.pad_id)
             net.load_state_dict(state, strict=True)
-        except FileNotFoundError as err:
-            raise ValueError(f"The checkpoint at {path} is incomplete: {Path(err.filename).name} is missing.") from None
         except Exception as err:  # a corrupt file fails in many ways; the user needs one sentence
             raise ValueError(f"The checkpoint at {path} could not be read ({type(err).__name__}: {err}).") from None
         metrics_file = path / "metrics.json"
@@ -162,6 +163,8 @@ class VLPModel:
         with autocast(self.device):
             logits = self.net.decoder(prompt, self._image_tokens([image])).logits[0, -1]
         probs = logits.float().softmax(-1)
+        tok = self.tokenizer
+        probs[[tok.pad_id, tok.bos_id, tok.eos_id, tok.sep_id, tok.unk_id]] = 0.0  # words only
         top = probs.topk(k)
         return [(self.tokenizer.decode([i]), float(p)) for p, i in zip(top.values, top.indices)]
 
