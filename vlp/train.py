@@ -23,6 +23,7 @@ from pathlib import Path
 import torch
 import torch.distributed as dist
 from safetensors.torch import load_file, save_file
+from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
 from vlp.api import VLPModel, save_checkpoint
@@ -44,6 +45,7 @@ class TrainConfig:
     seed: int = 0
     eval_every: int = 250  # steps between validations and checkpoints
     eval_scenes: int = 200  # validation scenes per evaluation
+    workers: int = 0  # data worker processes; 0 draws batches in the training process
 
 
 def lr_at(step: int, cfg: TrainConfig) -> float:
@@ -66,14 +68,17 @@ def add_arguments(parser: argparse.ArgumentParser, command_name: str = "train") 
     parser.add_argument("--eval-every", type=int, default=d.eval_every)
     parser.add_argument("--eval-scenes", type=int, default=d.eval_scenes)
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    parser.add_argument("--workers", type=int, default=None,
+                        help="data worker processes (default: 0 on the CPU, 8 with CUDA)")
     parser.add_argument("--resume", action="store_true", help="continue from the run folder's last checkpoint")
     parser.add_argument("--final-eval", type=int, default=200, help="test scenes for the final metrics.json (0: skip)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar (logs every eval instead)")
 
 
 def main(args, command_name: str = "train") -> int:
+    workers = args.workers if args.workers is not None else (8 if pick_device(args.device).type == "cuda" else 0)
     cfg = TrainConfig(args.config, args.steps, args.batch_size, args.lr, args.warmup, 0.05, args.seed,
-                      args.eval_every, args.eval_scenes)
+                      args.eval_every, args.eval_scenes, workers)
     command = "python -m vlp train " + " ".join(shlex.quote(a) for a in sys.argv[2:]) if len(sys.argv) > 2 else None
     train(cfg, Path(args.out), args.device, args.resume, args.final_eval, not args.no_progress, command)
     return 0
@@ -108,10 +113,12 @@ def train(cfg: TrainConfig, out: Path, device_name: str = "auto", resume: bool =
     log = open(out / "metrics.jsonl", "a") if main_process else None
     bar = tqdm(range(start, cfg.steps), initial=start, total=cfg.steps, disable=not (progress and main_process),
                dynamic_ncols=True, desc="pretraining")
+    loader = DataLoader(_StepBatches(data, cfg.batch_size), batch_size=None, sampler=range(start, cfg.steps),
+                        num_workers=cfg.workers, prefetch_factor=4 if cfg.workers else None)
     t0 = time.perf_counter() - elapsed
     seen_since, t_since = 0, time.perf_counter()
-    for step in bar:
-        batch = _to(data.batch(step, cfg.batch_size), device)
+    for step, batch in zip(bar, loader):
+        batch = _to(batch, device)
         for group in optimizer.param_groups:
             group["lr"] = lr_at(step, cfg)
         model.train()
@@ -162,6 +169,16 @@ def train(cfg: TrainConfig, out: Path, device_name: str = "auto", resume: bool =
     if world_size > 1:
         dist.destroy_process_group()
     return final
+
+
+class _StepBatches(Dataset):
+    """Batch number `step` of the stream, so that worker processes can draw them in parallel."""
+
+    def __init__(self, data: WorldBatches, batch_size: int):
+        self.data, self.batch_size = data, batch_size
+
+    def __getitem__(self, step: int):
+        return self.data.batch(step, self.batch_size)
 
 
 def _validate(net: VLP, tokenizer, device, n: int) -> dict:

@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# The prepared GPU check of issue 3: pretrain vlp-tiny on CUDA with bf16 autocast, timed, then
+# evaluated on the same bars as the CPU run. Run from the repo root on a CUDA machine:
+#   OUT=/tmp/gpu bash benchmarks/gpu_pretrain.sh
+# Writes logs, metrics and the trained model to $OUT/gpu.tar.gz.
+set -uo pipefail
+export PYTHONUNBUFFERED=1 MPLBACKEND=Agg
+OUT=${OUT:-/tmp/gpu}
+mkdir -p "$OUT"
+if ls .whl/*.whl >/dev/null 2>&1; then  # packages the machine lacks, carried as wheels
+  python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .whl/*.whl && export PYTHONPATH=/tmp/site
+fi
+nvidia-smi --query-gpu=name,memory.total --format=csv,noheader
+python3 -c "import torch; print('torch', torch.__version__, torch.cuda.get_device_name(), 'cpus', __import__('os').cpu_count())"
+run() {  # name, seconds allowed, train options…
+  local name=$1 limit=$2; shift 2
+  timeout "$limit" python3 -m vlp train --out "runs/$name" --device cuda --no-progress "$@" 2>&1 | tee "$OUT/$name.log" | grep -v '^{"step": [0-9]*, "time_s"' | tail -n 30
+}
+# 1. the fast GPU recipe, alone on the GPU: large batches, data drawn by 12 worker processes
+run gpu-b512 300 --batch-size 512 --steps 1000 --lr 3e-3 --warmup 100 --eval-every 100 --eval-scenes 200 --final-eval 500 --workers 12
+# 2. the CPU recipe (batch 128), to see how many samples the bars take there
+run gpu-b128 240 --batch-size 128 --steps 3000 --eval-every 250 --eval-scenes 200 --final-eval 500 --workers 12
+tar czf "$OUT/gpu.tar.gz" runs/gpu-*/metrics.jsonl runs/gpu-*/loss.png runs/gpu-*/model 2>/dev/null
+ls -la "$OUT"
