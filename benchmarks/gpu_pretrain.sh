@@ -7,9 +7,8 @@ set -uo pipefail
 export PYTHONUNBUFFERED=1 MPLBACKEND=Agg
 OUT=${OUT:-/tmp/gpu}
 mkdir -p "$OUT"
-if ls .whl/*.whl >/dev/null 2>&1; then  # packages the machine lacks, carried as wheels
-  python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .whl/*.whl && export PYTHONPATH=/tmp/site
-fi
+# packages the machine lacks (pycocoevalcap's BLEU and CIDEr scorers), carried in .gpu/site
+[ -d .gpu/site ] && export PYTHONPATH=$PWD/.gpu/site
 nvidia-smi --query-gpu=name,memory.total --format=csv,noheader
 python3 -c "import torch; print('torch', torch.__version__, torch.cuda.get_device_name(), 'cpus', __import__('os').cpu_count())"
 run() {  # name, seconds allowed, train options…
