@@ -1,0 +1,89 @@
+"""Two models behind one protocol: a main model (e.g. CLIP) and a captioner/answerer (e.g. BLIP).
+
+    clip = vlp.load("openclip:ViT-B-32:laion2b_s34b_b79k")
+    blip = vlp.load("blip:Salesforce/blip-image-captioning-base")
+    m = compose(clip, blip)
+    m.caption(img)          # BLIP
+    m.classify(img, labels) # CLIP
+"""
+from __future__ import annotations
+
+import hashlib
+
+import numpy as np
+
+
+def compose(main, captioner) -> "Composite":
+    """`main` embeds, classifies and shows attention; `captioner` captions and answers."""
+    return Composite(main, captioner)
+
+
+class Composite:
+    """Routes each protocol method to the part that can serve it.
+
+    - caption / answer / answer_scores: the captioner when it can, else the main model.
+    - embed_images / embed_texts / classify / attention: the main model.
+    - match / match_many: the part with a trained image–text matching head (`has_itm`),
+      the captioner first (e.g. a BLIP retrieval model), else the main model.
+    """
+
+    def __init__(self, main, captioner):
+        self.main = main
+        self.captioner = captioner
+        self.spec = f"{main.spec} + {captioner.spec}"
+        self.fingerprint = hashlib.sha256(f"{main.fingerprint}+{captioner.fingerprint}".encode()).hexdigest()[:12]
+        self.embed_dim = main.embed_dim
+        self.device = main.device
+        self.can_caption = captioner.can_caption or main.can_caption
+        self.can_answer = captioner.can_answer or main.can_answer
+        self.has_itm = getattr(captioner, "has_itm", False) or getattr(main, "has_itm", False)
+
+    @property
+    def _writer(self):
+        return self.captioner if self.captioner.can_caption or not self.main.can_caption else self.main
+
+    @property
+    def _answerer(self):
+        return self.captioner if self.captioner.can_answer or not self.main.can_answer else self.main
+
+    @property
+    def _matcher(self):
+        return self.captioner if getattr(self.captioner, "has_itm", False) else self.main
+
+    def card(self) -> dict:
+        a, b = self.main.card(), self.captioner.card()
+        return {
+            "name": self.spec,
+            "description": f"Two models: {a['name']} embeds, classifies and shows attention; "
+            f"{b['name']} captions and answers. {a['description']} {b['description']}",
+            "trained_on": f"{a['name']}: {a['trained_on']}; {b['name']}: {b['trained_on']}",
+            "metrics": {name: card["metrics"] for name, card in ((a["name"], a), (b["name"], b)) if card["metrics"]},
+            "limits": [f"{card['name']}: {limit}" for card in (a, b) for limit in card["limits"]],
+        }
+
+    def caption(self, image, num_beams: int = 1, max_length: int = 30) -> str:
+        return self._writer.caption(image, num_beams=num_beams, max_length=max_length)
+
+    def answer(self, image, question: str) -> str:
+        return self._answerer.answer(image, question)
+
+    def answer_scores(self, image, question: str, k: int = 5) -> list[tuple[str, float]]:
+        return self._answerer.answer_scores(image, question, k=k)
+
+    def match(self, image, text: str) -> float:
+        return self._matcher.match(image, text)
+
+    def match_many(self, image, texts) -> np.ndarray:
+        return self._matcher.match_many(image, texts)
+
+    def embed_images(self, images) -> np.ndarray:
+        return self.main.embed_images(images)
+
+    def embed_texts(self, texts) -> np.ndarray:
+        return self.main.embed_texts(texts)
+
+    def classify(self, image, labels, templates=None) -> dict[str, float]:
+        return self.main.classify(image, labels, templates)
+
+    def attention(self, image, text: str | None = None):
+        return self.main.attention(image, text)
