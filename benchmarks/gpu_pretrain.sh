@@ -15,9 +15,7 @@ run() {  # name, seconds allowed, train options…
   local name=$1 limit=$2; shift 2
   timeout "$limit" python3 -m vlp train --out "runs/$name" --device cuda --no-progress "$@" 2>&1 | tee "$OUT/$name.log" | grep -v '^{"step": [0-9]*, "time_s"' | tail -n 30
 }
-# 1. the fast GPU recipe, alone on the GPU: large batches, data drawn by 12 worker processes
-run gpu-b512 300 --batch-size 512 --steps 1000 --lr 3e-3 --warmup 100 --eval-every 100 --eval-scenes 200 --final-eval 500 --workers 12
-# 2. the CPU recipe (batch 128), to see how many samples the bars take there
-run gpu-b128 240 --batch-size 128 --steps 3000 --eval-every 250 --eval-scenes 200 --final-eval 500 --workers 12
-tar czf "$OUT/gpu.tar.gz" runs/gpu-*/metrics.jsonl runs/gpu-*/loss.png runs/gpu-*/model 2>/dev/null
+# vlp-tiny on one GPU: batches of 256, data drawn by 12 worker processes
+run gpu-tiny 290 --batch-size 256 --steps 2600 --lr 3e-3 --warmup 150 --eval-every 650 --eval-scenes 100 --final-eval 500 --workers 12
+tar czf "$OUT/gpu.tar.gz" runs/gpu-*/metrics.jsonl runs/gpu-*/loss.png runs/gpu-*/model runs/gpu-*/checkpoint/model 2>/dev/null
 ls -la "$OUT"

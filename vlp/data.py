@@ -51,7 +51,7 @@ class WorldBatches:
             texts.append(text)
             kinds.append(kind)
             wrong.append(self.near_miss(scene, kind, rng))
-        qa, answer_mask = self._questions(scenes, rng)
+        qa, answer_mask, qa_images = self._questions(scenes, rng)
         captions = [world.caption(s) for s in scenes]
         return Batch(
             pixels=normalise(pixels, self.vision),
@@ -61,6 +61,7 @@ class WorldBatches:
             wrong_texts=self._ids(wrong),
             qa=qa,
             answer_mask=answer_mask,
+            qa_images=qa_images,
         )
 
     def _ids(self, texts: list[str]) -> torch.Tensor:
@@ -104,17 +105,28 @@ class WorldBatches:
                 return text
         return "a large red circle, a small blue square and a small green triangle"  # rarely needed
 
-    def _questions(self, scenes, rng) -> tuple[torch.Tensor, torch.Tensor]:
-        ids = torch.full((len(scenes), self.qa_length), self.tok.pad_id, dtype=torch.long)
-        mask = torch.zeros_like(ids, dtype=torch.bool)
+    def _questions(self, scenes, rng) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Two questions per scene: one of any type, one that favours relations.
+
+        Relations are the hardest questions (they bind two named objects to their positions),
+        so they get more of the training signal.
+        """
+        rows, images = [], []
         for i, scene in enumerate(scenes):
-            question, answer, _ = world.sample_question(scene, rng)
-            q, a = self.tok.encode(question), self.tok.encode(answer)
-            row = [self.tok.bos_id, *q, self.tok.sep_id, *a, self.tok.eos_id]
+            types = world.question_types(scene)
+            hard = "relation" if "relation" in types and rng.random() < 0.6 else None
+            for qtype in (None, hard):
+                question, answer, _ = world.sample_question(scene, rng, qtype)
+                q, a = self.tok.encode(question), self.tok.encode(answer)
+                rows.append(([self.tok.bos_id, *q, self.tok.sep_id, *a, self.tok.eos_id], len(q) + 2))
+                images.append(i)
+        length = max(len(r) for r, _ in rows)
+        ids = torch.full((len(rows), length), self.tok.pad_id, dtype=torch.long)
+        mask = torch.zeros_like(ids, dtype=torch.bool)
+        for i, (row, answer_start) in enumerate(rows):
             ids[i, : len(row)] = torch.tensor(row)
-            mask[i, len(q) + 2 : len(row)] = True  # the answer and [EOS] are the targets
-        used = int((ids != self.tok.pad_id).sum(1).max())
-        return ids[:, :used], mask[:, :used]
+            mask[i, answer_start : len(row)] = True  # the answer and [EOS] are the targets
+        return ids, mask, torch.tensor(images)
 
 
 def _swap_relation(scene: world.Scene) -> str:

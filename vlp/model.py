@@ -74,8 +74,9 @@ class Batch:
     positives: torch.Tensor  # (B, B) bool: text i truly describes image j (duplicates in a batch)
     captions: torch.Tensor  # (B, L) canonical captions, the captioning targets
     wrong_texts: torch.Tensor  # (B, L) a near miss per image: one attribute or the relation changed
-    qa: torch.Tensor  # (B, L2) [BOS] question [SEP] answer [EOS]
-    answer_mask: torch.Tensor  # (B, L2) bool: positions whose next token is answer or [EOS]
+    qa: torch.Tensor  # (Q, L2) [BOS] question [SEP] answer [EOS]; several questions per image
+    answer_mask: torch.Tensor  # (Q, L2) bool: the answer and [EOS] tokens, the targets
+    qa_images: torch.Tensor  # (Q,) the image each question is about
 
 
 class VLP(nn.Module):
@@ -113,7 +114,7 @@ class VLP(nn.Module):
             sim = (image_emb @ text_emb.T).float()
         losses["itm"], losses["itm_acc"] = self.itm_loss(batch, image.tokens, sim)
         losses["caption"] = self.lm_loss(batch.captions, image.tokens, batch.captions != self.pad_id)
-        losses["vqa"] = self.lm_loss(batch.qa, image.tokens, batch.answer_mask)
+        losses["vqa"] = self.lm_loss(batch.qa, image.tokens[batch.qa_images], batch.answer_mask)
         return losses
 
     def lm_loss(self, ids: torch.Tensor, image_tokens: torch.Tensor, predict: torch.Tensor) -> torch.Tensor:

@@ -66,6 +66,21 @@ def normalise(pixels: torch.Tensor, config: VisionConfig) -> torch.Tensor:
     return (x - mean) / std
 
 
+def sincos_positions(grid: int, width: int) -> torch.Tensor:
+    """(1 + grid², width): the class token's row is zero; each patch gets sines and cosines of
+    its row (first half of the channels) and column (second half) at geometric frequencies."""
+    quarter = width // 4
+    freq = 1.0 / 10000 ** (torch.arange(quarter) / quarter)
+    rows, cols = torch.meshgrid(torch.arange(grid), torch.arange(grid), indexing="ij")
+    parts = []
+    for coord in (rows.flatten(), cols.flatten()):
+        angle = coord[:, None].float() * freq[None, :]
+        parts += [angle.sin(), angle.cos()]
+    pos = torch.cat(parts, dim=1)
+    pos = torch.nn.functional.pad(pos, (0, width - pos.shape[1]))
+    return torch.cat([torch.zeros(1, width), pos]) * (width**0.5)  # unit-scale entries after `scale`
+
+
 class VisionTransformer(nn.Module):
     """ViT: patches → tokens, a class token, learned positions, pre-LN blocks, projection.
 
@@ -80,7 +95,8 @@ class VisionTransformer(nn.Module):
         self.conv1 = nn.Conv2d(3, w, config.patch_size, stride=config.patch_size, bias=False)
         scale = w**-0.5
         self.class_embedding = nn.Parameter(scale * torch.randn(w))
-        self.positional_embedding = nn.Parameter(scale * torch.randn(config.grid**2 + 1, w))
+        # learned, but started from 2-D sines and cosines: where a patch is, is known from step one
+        self.positional_embedding = nn.Parameter(scale * sincos_positions(config.grid, w))
         self.ln_pre = nn.LayerNorm(w)
         self.transformer = Transformer(
             w, config.layers, config.heads, config.mlp_ratio, quick_gelu=config.quick_gelu
