@@ -4,7 +4,8 @@
                   [--host 127.0.0.1] [--port 7860]
 
 GRADIO_SERVER_NAME and GRADIO_SERVER_PORT (which Hugging Face Spaces sets) are the defaults of
---host and --port. Nothing is fetched from the network at import; the model is loaded once, in
+--host and --port; VLP_MODEL, VLP_CAPTIONER and VLP_GALLERY those of the other flags (a Space
+takes no command-line flags, only variables). Nothing is fetched from the network at import; the model is loaded once, in
 `main`, and `build_app(model, gallery_spec)` returns the Blocks for tests.
 """
 from __future__ import annotations
@@ -37,12 +38,16 @@ def load_model(spec: str, captioner: str | None = None):
 
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python app.py", description="The vlp demo in the browser.")
-    parser.add_argument("--model", default=vlp.DEFAULT_SPEC,
-                        help="model spec: vlp-tiny (embedded), a checkpoint folder, openclip:ARCH[:TAG], blip:NAME")
-    parser.add_argument("--captioner", default=None,
-                        help="a second model that writes captions and answers, e.g. blip:Salesforce/blip-image-captioning-base")
-    parser.add_argument("--gallery", default=DEFAULT_GALLERY,
-                        help="search gallery: world:N (the first N test scenes, cached) or a folder of images")
+    env = os.environ.get
+    parser.add_argument("--model", default=env("VLP_MODEL", vlp.DEFAULT_SPEC),
+                        help="model spec: vlp-tiny (embedded), a checkpoint folder, openclip:ARCH[:TAG], blip:NAME "
+                        "(default: $VLP_MODEL or vlp-tiny)")
+    parser.add_argument("--captioner", default=env("VLP_CAPTIONER") or None,
+                        help="a second model that writes captions and answers, e.g. "
+                        "blip:Salesforce/blip-image-captioning-base (default: $VLP_CAPTIONER or none)")
+    parser.add_argument("--gallery", default=env("VLP_GALLERY", DEFAULT_GALLERY),
+                        help="search gallery: world:N (the first N test scenes, cached) or a folder of images "
+                        "(default: $VLP_GALLERY or world:2000)")
     parser.add_argument("--host", default=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"),
                         help="address to listen on (default: $GRADIO_SERVER_NAME or 127.0.0.1)")
     parser.add_argument("--port", type=int, default=int(os.environ.get("GRADIO_SERVER_PORT", "7860")),

@@ -85,20 +85,24 @@ def heatmap(image: Image.Image, heat: np.ndarray, title: str, label: str = "atte
     return _render(fig)
 
 
-def panel_grid(image: Image.Image, panels: list[list[np.ndarray]], row_titles: list[str], col_titles: list[str],
-               title: str) -> Image.Image:
-    """Rows x columns of heatmaps over the same image. Each panel has its own scale (one peaked
-    head would otherwise wash out the rest); its largest weight is written in its corner."""
-    rows, cols = len(panels), len(panels[0])
+def panel_grid(image: Image.Image, panels: list[list[np.ndarray]], row_titles: list[str],
+               panel_titles: list[list[str]], title: str) -> Image.Image:
+    """Rows of heatmaps over the same image (a row may be shorter than the first). Each panel
+    has its own scale (one peaked head would otherwise wash out the rest); its largest weight
+    is written in its corner."""
+    rows, cols = len(panels), max(len(row) for row in panels)
     fig = Figure(figsize=(1.9 * cols + 0.9, 1.9 * rows + 0.6), layout="constrained")
     axes = fig.subplots(rows, cols, squeeze=False)
     handle = None
     for r in range(rows):
         for c in range(cols):
             ax = axes[r][c]
+            if c >= len(panels[r]):
+                ax.set_axis_off()
+                continue
             heat = np.asarray(panels[r][c], dtype=np.float32)
             top = _vmax(heat)
-            handle = _overlay(ax, image, heat / top, 1.0, col_titles[c] if r == 0 else None, grid_lines=False)
+            handle = _overlay(ax, image, heat / top, 1.0, panel_titles[r][c], grid_lines=False)
             ax.text(0.03, 0.04, f"max {top:.2f}", transform=ax.transAxes, fontsize=7, color="white",
                     bbox=dict(facecolor="black", alpha=0.55, pad=1.2, linewidth=0))
             if c == 0:
@@ -115,25 +119,25 @@ def matrices(mats: list[np.ndarray], titles: list[str], labels: list[str], title
     """Square attention matrices side by side with word labels; values written in the cells
     when there are few."""
     n = len(mats)
-    size = max(3.6, 0.42 * len(labels) + 1.6)
+    size = min(7.0, max(3.6, 0.4 * len(labels) + 1.6))
     fig = Figure(figsize=(size * n + 1.0, size + 0.6), layout="constrained")
     axes = fig.subplots(1, n, squeeze=False)[0]
     artist = None
     for ax, m, t in zip(axes, mats, titles):
         artist = ax.imshow(m, cmap=MATRIX_CMAP, vmin=0.0, vmax=1.0, interpolation="nearest")
-        ax.set_xticks(range(len(labels)), labels, rotation=60, ha="right", fontsize=8)
-        ax.set_yticks(range(len(labels)), labels, fontsize=8)
+        ax.set_xticks(range(len(labels)), labels, rotation=60, ha="right", fontsize=9)
+        ax.set_yticks(range(len(labels)), labels, fontsize=9)
         if t:
             ax.set_title(t, fontsize=10)
         ax.set_xlabel(xlabel, fontsize=8)
-        if len(labels) <= 10:
+        if len(labels) <= 14:
             for i in range(m.shape[0]):
                 for j in range(m.shape[1]):
                     if m[i, j] >= 0.005:
                         ax.text(j, i, f"{m[i, j]:.2f}", ha="center", va="center", fontsize=6.5,
                                 color="white" if m[i, j] < 0.6 else "black")
-    axes[0].set_ylabel(ylabel, fontsize=8)
-    fig.suptitle(title, fontsize=11)
+    axes[0].set_ylabel(ylabel, fontsize=9)
+    fig.suptitle(title, fontsize=12)
     bar = fig.colorbar(artist, ax=list(axes), fraction=0.05, pad=0.03)
     bar.set_label("attention weight", fontsize=9)
     bar.ax.tick_params(labelsize=8)

@@ -490,15 +490,29 @@ def draw_vision(maps: AttentionMaps, layer: int = 1, head: int = 0) -> Image.Ima
     return draw.heatmap(maps.image, heat, f"Vision self-attention: class token → patches\nlayer {layer} of {n_layers}, {which}")
 
 
+def heads_depend_on_layer(maps: AttentionMaps) -> bool:
+    """True when the grid of heads shows only the chosen layer (too many layers × heads)."""
+    return len(maps.vision) * (maps.vision[0].shape[0] + 1) > 40
+
+
 def draw_heads(maps: AttentionMaps, layer: int = 1) -> Image.Image:
     """Every head (and their mean) of every layer as a grid, on one colour scale; only the
     chosen layer's heads when there are too many to see (e.g. 12 × 12 in ViT-B)."""
     n_layers, n_heads = len(maps.vision), maps.vision[0].shape[0]
-    layers = range(n_layers) if n_layers * (n_heads + 1) <= 40 else [_clamp(layer, 1, n_layers) - 1]
-    panels = [[maps.class_to_patches(l, h) for h in range(n_heads)] + [maps.class_to_patches(l)] for l in layers]
-    return draw.panel_grid(maps.image, panels, [f"layer {l + 1}" for l in layers],
-                           [f"head {h + 1}" for h in range(n_heads)] + ["mean"],
-                           "Every head of the vision encoder: class token → patches")
+    names = [f"head {h + 1}" for h in range(n_heads)] + ["mean"]
+    if not heads_depend_on_layer(maps):  # all layers, a row each
+        panels = [[maps.class_to_patches(l, h) for h in range(n_heads)] + [maps.class_to_patches(l)]
+                  for l in range(n_layers)]
+        return draw.panel_grid(maps.image, panels, [f"layer {l + 1}" for l in range(n_layers)],
+                               [names if l == 0 else [None] * len(names) for l in range(n_layers)],
+                               "Every head of the vision encoder: class token → patches")
+    layer = _clamp(layer, 1, n_layers)
+    heats = [maps.class_to_patches(layer - 1, h) for h in range(n_heads)] + [maps.class_to_patches(layer - 1)]
+    per_row = 7
+    rows = [heats[i:i + per_row] for i in range(0, len(heats), per_row)]
+    titles = [names[i:i + per_row] for i in range(0, len(names), per_row)]
+    return draw.panel_grid(maps.image, rows, [""] * len(rows), titles,
+                           f"Every head of layer {layer} of {n_layers}: class token → patches")
 
 
 def draw_rollout(maps: AttentionMaps) -> Image.Image:
@@ -523,8 +537,8 @@ def draw_text(maps: AttentionMaps) -> Image.Image:
         return draw.message("No text self-attention to show for this model and input.")
     mean = np.mean([t.mean(axis=0) for t in maps.text], axis=0)
     return draw.matrices([mean], [""], maps.tokens,
-                         f"Text self-attention, mean of {len(maps.text)} layers × {maps.text[0].shape[0]} heads\n"
-                         "each row: one word over the words it reads")
+                         f"Text self-attention\n(mean of {len(maps.text)} layers × {maps.text[0].shape[0]} heads; "
+                         "a row: one word reading the others)")
 
 
 def draw_attention(maps: AttentionMaps, layer: int = 1, head: int = 0, all_heads: bool = False,

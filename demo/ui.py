@@ -91,10 +91,10 @@ def _vision_shape(model) -> tuple[int, int]:
     return 12, 12
 
 
-def _picture(label: str, elem_id: str, visible: bool = True) -> gr.Image:
+def _picture(label: str, elem_id: str, visible: bool = True, height: int | None = None) -> gr.Image:
     """An output image for a drawn figure (its title is in the picture)."""
     return gr.Image(label=label, show_label=False, type="pil", format="png", interactive=False, elem_id=elem_id,
-                    buttons=["download", "fullscreen"], visible=visible)
+                    buttons=["download", "fullscreen"], visible=visible, height=height)
 
 
 def _notice(cannot: dict[str, str], tab: str):
@@ -178,6 +178,11 @@ def build_demo(model, gallery_spec: str = h.DEFAULT_GALLERY, cache_dir=None) -> 
             return gr.Image(None, visible=False)
         return gr.Image(h.draw_heads(need(maps), layer), visible=True)
 
+    def heads_of_layer(maps, layer, all_heads):
+        if not all_heads or maps is None or not h.heads_depend_on_layer(maps):
+            return gr.skip()  # no grid shown, or it holds every layer already
+        return h.draw_heads(maps, layer)
+
     @_safe
     def redraw_cross(maps, word):
         return h.draw_cross(need(maps), word)
@@ -250,8 +255,10 @@ def build_demo(model, gallery_spec: str = h.DEFAULT_GALLERY, cache_dir=None) -> 
                             search_btn = gr.Button("Search", variant="primary", scale=1)
                         with gr.Row():
                             k = gr.Slider(1, h.MAX_K, value=8, step=1, label="Results")
-                            rerank = gr.Checkbox(value=False, label="Re-rank with the ITM head",
-                                                 info="cosine finds candidates; ITM reads image and text together")
+                            has_itm = getattr(model, "has_itm", True)
+                            rerank = gr.Checkbox(value=False, label="Re-rank with the ITM head", interactive=has_itm,
+                                                 info="cosine finds candidates; ITM reads image and text together"
+                                                 if has_itm else "this model has no ITM head")
                             image_search_btn = gr.Button("Search with the image on the left")
                         results_md = gr.Markdown()
                         results = gr.Gallery(label="Results", columns=4, elem_id="results", height="auto", object_fit="contain", format="png",
@@ -277,10 +284,12 @@ def build_demo(model, gallery_spec: str = h.DEFAULT_GALLERY, cache_dir=None) -> 
                             vision_img = _picture("Vision self-attention", "vision-map")
                             rollout_img = _picture("Attention rollout", "rollout-map")
                         grid_img = _picture("Every head", "heads-map", visible=False)
-                        word = gr.Radio(choices=[], label="Word of the caption: see the cross-attention behind it")
-                        with gr.Row():
-                            cross_img = _picture("Cross-attention behind the word", "cross-map")
-                            text_img = _picture("Text self-attention", "text-map")
+                        with gr.Row(equal_height=False):
+                            with gr.Column(scale=1, min_width=160):
+                                word = gr.Radio(choices=[], label="A word of the caption: the cross-attention behind it")
+                            with gr.Column(scale=2):
+                                cross_img = _picture("Cross-attention behind the word", "cross-map")
+                        text_img = _picture("Text self-attention", "text-map", height=520)
                         maps = gr.State(None)
                     # ------------------------------------------------------ learn
                     with gr.Tab("Learn", id="learn"):
@@ -293,11 +302,11 @@ def build_demo(model, gallery_spec: str = h.DEFAULT_GALLERY, cache_dir=None) -> 
                         )
                         with gr.Row():
                             q_df = gr.Dataframe(value=h.CLASSIC["Q"], headers=["d1"], label="Q (T × d_k)",
-                                                type="array", datatype="number", interactive=True)
+                                                type="array", datatype="number", interactive=True, elem_id="learn-q")
                             k_df = gr.Dataframe(value=h.CLASSIC["K"], headers=["d1"], label="K (S × d_k)",
-                                                type="array", datatype="number", interactive=True)
+                                                type="array", datatype="number", interactive=True, elem_id="learn-k")
                             v_df = gr.Dataframe(value=h.CLASSIC["V"], headers=["d1"], label="V (S × d_v)",
-                                                type="array", datatype="number", interactive=True)
+                                                type="array", datatype="number", interactive=True, elem_id="learn-v")
                         with gr.Row():
                             learn_btn = gr.Button("Work it out", variant="primary")
                             reset_btn = gr.Button("Back to the three-token example")
@@ -342,6 +351,7 @@ def build_demo(model, gallery_spec: str = h.DEFAULT_GALLERY, cache_dir=None) -> 
             lambda on: gr.Image(visible=bool(on)), [all_heads], [grid_img], **PRIVATE)
         for control in (layer, head):
             control.release(redraw_vision, [maps, layer, head], [vision_img], api_visibility="private")
+        layer.release(heads_of_layer, [maps, layer, all_heads], [grid_img], api_visibility="private")
         all_heads.input(redraw_heads, [maps, layer, all_heads], [grid_img], api_visibility="private")
         word.input(redraw_cross, [maps, word], [cross_img], api_visibility="private")
 

@@ -2,6 +2,8 @@
 input comes back as one error sentence and the server keeps answering."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from gradio_client import handle_file
 from gradio_client.exceptions import AppError
@@ -119,3 +121,18 @@ def test_bad_input_is_one_sentence_and_the_server_keeps_serving(client, tmp_path
         assert "/tmp" not in str(err.value) and "Traceback" not in str(err.value)
     text, _, _ = client.predict(handle_file(EXAMPLE), "greedy", 3, 30, api_name="/caption")
     assert text  # still serving
+
+
+def test_serves_only_its_own_files_and_refuses_big_uploads(app_server, tmp_path):
+    import httpx
+
+    base = app_server.url + "gradio_api/file="
+    assert httpx.get(base + str(EXAMPLE), timeout=30).status_code == 200
+    for private in (h.ROOT / "README.md", h.ROOT / "assets" / "vlp-tiny" / "config.json", Path("/etc/passwd")):
+        assert httpx.get(base + str(private), timeout=30).status_code == 403
+    big = tmp_path / "big.png"
+    big.write_bytes(bytes(21_000_000))  # over the 20 MB upload limit
+    with open(big, "rb") as f:
+        response = httpx.post(app_server.url + "gradio_api/upload", files={"files": ("big.png", f, "image/png")},
+                              timeout=60)
+    assert response.status_code == 413
