@@ -219,10 +219,11 @@ def test_resume_matches_an_uninterrupted_run(tmp_path):
     train(TrainConfig(steps=2, batch_size=8, eval_every=2, eval_scenes=4, warmup=2), tmp_path / "b", "cpu", final_eval=0, progress=False)
     resumed = train(half, tmp_path / "b", "cpu", resume=True, final_eval=0, progress=False)
     a, b = vlp.load(str(straight), device="cpu"), vlp.load(str(resumed), device="cpu")
-    # Same data, same optimiser state: equal up to float rounding, which Adam's normalised
-    # steps can blow up to ~1e-5; a run that lost its state would differ by the step size (~1e-3).
+    # Same data, optimiser state and RNG: equal up to the float noise two straight runs show
+    # (~5e-5 here, blown up by Adam's normalised steps); a resume that loses any of them, or
+    # moves the RNG stream, differs by the step size (~3e-3).
     for (k, va), (_, vb) in zip(a.net.state_dict().items(), b.net.state_dict().items()):
-        torch.testing.assert_close(va, vb, atol=2e-4, rtol=0, msg=k)
+        torch.testing.assert_close(va, vb, atol=5e-4, rtol=0, msg=k)
 
 
 @pytest.mark.slow

@@ -38,6 +38,7 @@ def generate(
     for i, p in enumerate(prompts):
         ids[i, width - len(p) :] = torch.tensor(p)
     keep = ids != pad_id
+    padded = not bool(keep.all())
     # beams of one row sit next to each other: row i's beams are i*k … i*k + k − 1
     ids, keep = ids.repeat_interleave(k, 0), keep.repeat_interleave(k, 0)
     image_tokens = image_tokens.repeat_interleave(k, 0)
@@ -50,7 +51,8 @@ def generate(
 
     step_ids, step_pos = ids, positions
     for _ in range(max_new_tokens):
-        logits = decoder(step_ids, image_tokens, keep=keep, positions=step_pos, caches=caches).logits[:, -1]
+        logits = decoder(step_ids, image_tokens, keep=keep if padded else None, positions=step_pos,
+                         caches=caches).logits[:, -1]
         logp = logits.float().log_softmax(-1)  # (b·k, vocab)
         logp[finished] = float("-inf")
         logp[finished, pad_id] = 0.0  # a finished beam only pads, at no cost
@@ -60,7 +62,7 @@ def generate(
         token = (flat % logp.shape[-1]).view(-1)
         ids, keep, positions = ids[beam], keep[beam], positions[beam]
         finished, lengths = finished[beam], lengths[beam]
-        if caches is not None:
+        if caches is not None and k > 1:  # with one beam per row the order never changes
             for block in caches:
                 for cache in (block.self_attn, block.cross_attn):
                     cache.k, cache.v = cache.k[beam], cache.v[beam]

@@ -188,7 +188,8 @@ class MultimodalDecoder(nn.Module):
         if positions is None:
             positions = torch.arange(past, past + t, device=ids.device).expand(ids.shape[0], t)
         x = self.token_embedding(ids) + self.positional_embedding[positions]
-        mask = causal_mask(t, past + t, device=ids.device)
+        # one new token may see every earlier one: no mask needed (the common decoding step)
+        mask = causal_mask(t, past + t, device=ids.device) if t > 1 else None
         if keep is not None:
             # A padding query keeps its causal view: a row with no key would make softmax NaN.
             is_pad_query = ~keep[:, past : past + t, None]  # (B, t, 1)

@@ -114,7 +114,8 @@ def train(cfg: TrainConfig, out: Path, device_name: str = "auto", resume: bool =
     bar = tqdm(range(start, cfg.steps), initial=start, total=cfg.steps, disable=not (progress and main_process),
                dynamic_ncols=True, desc="pretraining")
     loader = DataLoader(_StepBatches(data, cfg.batch_size), batch_size=None, sampler=range(start, cfg.steps),
-                        num_workers=cfg.workers, prefetch_factor=4 if cfg.workers else None)
+                        num_workers=cfg.workers, prefetch_factor=4 if cfg.workers else None,
+                        generator=torch.Generator())  # its own seed draw must not move the restored RNG
     t0 = time.perf_counter() - elapsed
     seen_since, t_since = 0, time.perf_counter()
     for step, batch in zip(bar, loader):
