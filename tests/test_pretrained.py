@@ -168,21 +168,7 @@ def test_pickled_modules_are_not_loaded(tiny, tmp_path):
         vlp.load(f"openclip:{arch}:{tmp_path / 'whole_model.pt'}", device="cpu")
 
 
-# Exact for sizes whose resize is exact; other sizes differ by a pixel row until vision.py's "crop"
-# resize uses torchvision's arithmetic (long side int(), crop offset round()).
-@pytest.mark.parametrize(
-    "size",
-    [
-        (100, 80),
-        (80, 100),
-        (64, 64),
-        (300, 200),
-        pytest.param(
-            (101, 79),
-            marks=pytest.mark.xfail(strict=True, reason="vlp.vision.preprocess rounds where torchvision truncates"),
-        ),
-    ],
-)
+@pytest.mark.parametrize("size", [(100, 80), (80, 100), (64, 64), (300, 200), (101, 79), (79, 101)])
 def test_preprocessing_matches_open_clip(clip, size):
     ours = preprocess([image(*size)], clip.net.vision.config)[0]
     theirs = open_clip.image_transform(64, is_train=False)(image(*size))

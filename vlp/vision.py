@@ -45,12 +45,11 @@ def preprocess(images, config: VisionConfig) -> torch.Tensor:
     for image in images:
         img = load_image(image)
         if config.resize == "crop":
-            scale = side / min(img.size)
-            img = img.resize(
-                (max(side, round(img.width * scale)), max(side, round(img.height * scale))),
-                Image.BICUBIC,
-            )
-            left, top = (img.width - side) // 2, (img.height - side) // 2
+            # as torchvision's Resize(side) + CenterCrop(side), which CLIP was trained with:
+            # the long side truncated, the crop offset rounded
+            w, h = img.size
+            img = img.resize((side, int(side * h / w)) if w <= h else (int(side * w / h), side), Image.BICUBIC)
+            left, top = round((img.width - side) / 2), round((img.height - side) / 2)
             img = img.crop((left, top, left + side, top + side))
         elif img.size != (side, side):
             img = img.resize((side, side), Image.BICUBIC)
