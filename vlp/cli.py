@@ -1,0 +1,36 @@
+"""`python -m vlp caption IMAGE…` and `python -m vlp ask IMAGE "QUESTION"`."""
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def add_arguments(parser: argparse.ArgumentParser, command_name: str) -> None:
+    parser.add_argument("--model", default="vlp-tiny", metavar="SPEC", help="model spec (default: vlp-tiny)")
+    parser.add_argument("--device", default="auto")
+    if command_name == "caption":
+        parser.add_argument("images", nargs="+", help="image files")
+        parser.add_argument("--beams", type=int, default=1, help="beam width (1: greedy)")
+        parser.add_argument("--max-length", type=int, default=30)
+    else:
+        parser.add_argument("image", help="an image file")
+        parser.add_argument("question", help='e.g. "what color is the circle?"')
+        parser.add_argument("-k", type=int, default=0, help="also print the k most likely answers")
+
+
+def main(args, command_name: str) -> int:
+    import vlp
+
+    try:
+        model = vlp.load(args.model, args.device)
+        if command_name == "caption":
+            for path in args.images:
+                print(f"{path}\t{model.caption(path, num_beams=args.beams, max_length=args.max_length)}")
+        else:
+            print(model.answer(args.image, args.question))
+            for word, p in model.answer_scores(args.image, args.question, args.k) if args.k else []:
+                print(f"  {word}\t{p:.3f}")
+    except ValueError as err:  # bad input or a missing model: one sentence, no traceback
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    return 0
