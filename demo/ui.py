@@ -50,19 +50,20 @@ def _safe(fn):
     return wrapper
 
 
-class ImageInput(gr.Image):
-    """`gr.Image` whose refusal of a bad upload is vlp's sentence (`load_image`), not a stack trace.
+def image_input(**kwargs) -> gr.Image:
+    """`gr.Image(type="filepath")` whose refusal of a bad upload is vlp's sentence, not a stack trace.
 
     Gradio opens an upload with PIL before any handler runs; when that fails (a text file, a
-    truncated PNG, an image of hundreds of megapixels), vlp says why in one sentence.
+    truncated PNG, an image of hundreds of megapixels), `vlp.images.load_image` says why in one
+    sentence. (A wrapper on this one component, not a subclass: gradio writes a .pyi stub beside
+    the source file of every component class it sees.)
     """
+    image = gr.Image(type="filepath", **kwargs)
+    gradio_preprocess = image.preprocess
 
-    def get_block_name(self) -> str:
-        return "image"  # the browser draws it as a plain gr.Image
-
-    def preprocess(self, payload):
+    def preprocess(payload):
         try:
-            return super().preprocess(payload)
+            return gradio_preprocess(payload)
         except gr.Error:
             raise
         except Exception:
@@ -73,6 +74,9 @@ class ImageInput(gr.Image):
             except ValueError as err:
                 raise gr.Error(str(err).replace(f"'{Path(path).name}'", f"'{name}'"), title="Not an image") from None
             raise gr.Error(f"'{name}' could not be read as an image.", title="Not an image") from None
+
+    image.preprocess = preprocess
+    return image
 
 
 def _vision_shape(model) -> tuple[int, int]:
@@ -198,9 +202,8 @@ def build_demo(model, gallery_spec: str = h.DEFAULT_GALLERY, cache_dir=None) -> 
         )
         with gr.Row(equal_height=False):
             with gr.Column(scale=1, min_width=300):
-                image = ImageInput(label="Image",
-                                   type="filepath", format="png", height=300, sources=["upload", "clipboard"],
-                                   elem_id="image")
+                image = image_input(label="Image", format="png", height=300, sources=["upload", "clipboard"],
+                                    elem_id="image")
                 with gr.Row():
                     random_btn = gr.Button("New random scene", scale=3, elem_id="random-scene")
                     split = gr.Radio(list(h.SCENE_SPLITS), value="test", show_label=False, scale=2, min_width=120,
