@@ -225,7 +225,7 @@ class VLPModel:
         texts = self.embed_texts([t.format(label) for label in labels for t in templates])
         per_label = texts.reshape(len(labels), len(templates), -1).mean(1)
         per_label /= np.linalg.norm(per_label, axis=-1, keepdims=True)
-        logits = float(self.net.logit_scale.exp()) * per_label @ img
+        logits = self.net.logit_scale.detach().exp().item() * per_label @ img
         p = np.exp(logits - logits.max())
         return dict(zip(labels, (p / p.sum()).tolist()))
 
