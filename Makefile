@@ -1,10 +1,11 @@
 # Each target sets itself up: a virtual environment in .venv from requirements.txt.
 PY := .venv/bin/python
 
-.venv/installed: requirements.txt
+.venv/installed: requirements.txt pyproject.toml
 	python3 -m venv .venv
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -r requirements.txt
+	$(PY) -m pip install --quiet --no-deps -e .  # `python -m vlp` and `vlp` from any folder
 	touch $@
 
 # Debian's Chromium for the browser tests (root on Debian; elsewhere install it yourself).
