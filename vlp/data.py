@@ -103,7 +103,11 @@ class WorldBatches:
                     text = _swap_relation(scene)
             if not world.holds(text, scene):
                 return text
-        return "a large red circle, a small blue square and a small green triangle"  # rarely needed
+        # rarely reached: name an object the scene does not hold
+        absent = [(c, s) for c in world.COLORS for s in world.SHAPES
+                  if (c, s) not in world.HELD_OUT and not any((o.color, o.shape) == (c, s) for o in scene.objects)]
+        color, shape = absent[rng.integers(len(absent))]
+        return world.mention(world.Obj(shape, color, "small", 0.5, 0.5), with_size=False)
 
     def _questions(self, scenes, rng) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Two questions per scene: one of any type, one that favours relations.
