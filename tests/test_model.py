@@ -65,11 +65,16 @@ def test_short_training_run_lowers_the_loss():
 
 
 def test_batch_positives_follow_the_world():
-    scenes = world.scenes("train", 40)
-    texts = [world.mention(s.objects[0], with_size=False) for s in scenes]
-    pos = positives(scenes, texts, ["mention"] * 40, [world.caption(s) for s in scenes])
-    expected = np.array([[world.holds(t, s) for s in scenes] for t in texts])
-    np.testing.assert_array_equal(pos, expected)
+    scenes = world.scenes("train", 60)
+    captions = [world.caption(s) for s in scenes]
+    texts = [world.mention(s.objects[0], with_size=i % 2 == 0) for i, s in enumerate(scenes[:40])] + captions[40:]
+    pos = positives(scenes, texts, captions)
+    for i, text in enumerate(texts):
+        for j, scene in enumerate(scenes):
+            if len(world.parse(text).objects) == 1:  # one object: every scene that holds it
+                assert pos[i, j] == world.holds(text, scene), (text, captions[j])
+            else:  # a whole scene: exactly that scene
+                assert pos[i, j] == world.caption_correct(text, scene), (text, captions[j])
     assert pos.diagonal().all()
 
 

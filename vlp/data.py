@@ -56,7 +56,7 @@ class WorldBatches:
         return Batch(
             pixels=normalise(pixels, self.vision),
             texts=self._ids(texts),
-            positives=torch.from_numpy(positives(scenes, texts, kinds, captions)),
+            positives=torch.from_numpy(positives(scenes, texts, captions)),
             captions=self._ids(captions),
             wrong_texts=self._ids(wrong),
             qa=qa,
@@ -140,11 +140,13 @@ def _swap_relation(scene: world.Scene) -> str:
     return world.caption(swapped)
 
 
-def positives(scenes, texts, kinds, captions) -> np.ndarray:
-    """(B, B) bool: text i truly describes scene j.
+def positives(scenes, texts, captions) -> np.ndarray:
+    """(B, B) bool: text i (written for scene i) truly describes scene j.
 
-    A full description fits every scene with the same canonical caption; a mention fits every
-    scene that holds the object it names. Both are computed on multi-hot object codes.
+    What a text means depends on the text alone, never on why it was drawn: one named object
+    ("a red circle", "a large red circle", the caption of a one-object scene) fits every scene
+    that holds it; a description of two or three objects fits every scene with the same
+    canonical caption. Computed on multi-hot object codes.
     """
     n = len(scenes)
     have = np.zeros((n, len(_CODES)), bool)  # scene j holds (shape, colour, size)
@@ -155,10 +157,11 @@ def positives(scenes, texts, kinds, captions) -> np.ndarray:
             have_pair[j, _PAIRS[o.shape, o.color]] = True
     same_caption = np.array(captions)[:, None] == np.array(captions)[None, :]
     out = np.zeros((n, n), bool)
-    for i, (text, kind) in enumerate(zip(texts, kinds)):
-        if kind == "full":
-            out[i] = same_caption[i]
-        else:
-            (shape, color, size), = world.parse(text).objects
+    for i, text in enumerate(texts):
+        named = world.parse(text).objects
+        if len(named) == 1:
+            (shape, color, size), = named
             out[i] = have[:, _CODES[shape, color, size]] if size else have_pair[:, _PAIRS[shape, color]]
+        else:
+            out[i] = same_caption[i]
     return out

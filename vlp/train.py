@@ -46,6 +46,7 @@ class TrainConfig:
     eval_every: int = 250  # steps between validations and checkpoints
     eval_scenes: int = 200  # validation scenes per evaluation
     workers: int = 0  # data worker processes; 0 draws batches in the training process
+    init: str | None = None  # start from this checkpoint's weights (continued pretraining)
 
 
 def lr_at(step: int, cfg: TrainConfig) -> float:
@@ -71,6 +72,8 @@ def add_arguments(parser: argparse.ArgumentParser, command_name: str = "train") 
     parser.add_argument("--workers", type=int, default=None,
                         help="data worker processes (default: 0 on the CPU, 8 with CUDA)")
     parser.add_argument("--resume", action="store_true", help="continue from the run folder's last checkpoint")
+    parser.add_argument("--init", metavar="CHECKPOINT", help="start from a checkpoint's weights (e.g. vlp-tiny); "
+                        "optimiser and schedule start fresh")
     parser.add_argument("--final-eval", type=int, default=200, help="test scenes for the final metrics.json (0: skip)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar (logs every eval instead)")
 
@@ -78,7 +81,7 @@ def add_arguments(parser: argparse.ArgumentParser, command_name: str = "train") 
 def main(args, command_name: str = "train") -> int:
     workers = args.workers if args.workers is not None else (8 if pick_device(args.device).type == "cuda" else 0)
     cfg = TrainConfig(args.config, args.steps, args.batch_size, args.lr, args.warmup, 0.05, args.seed,
-                      args.eval_every, args.eval_scenes, workers)
+                      args.eval_every, args.eval_scenes, workers, args.init)
     command = "python -m vlp train " + " ".join(shlex.quote(a) for a in sys.argv[2:]) if len(sys.argv) > 2 else None
     train(cfg, Path(args.out), args.device, args.resume, args.final_eval, not args.no_progress, command)
     return 0
@@ -96,6 +99,8 @@ def train(cfg: TrainConfig, out: Path, device_name: str = "auto", resume: bool =
     torch.manual_seed(cfg.seed)
     tokenizer = build_tokenizer()
     net = VLP(config_for(cfg.size, len(tokenizer), tokenizer.eos_id), pad_id=tokenizer.pad_id).to(device)
+    if cfg.init:
+        _init_from(net, cfg.init, tokenizer)
     decay = [p for n, p in net.named_parameters() if p.ndim >= 2 and "embedding" not in n]
     no_decay = [p for n, p in net.named_parameters() if not (p.ndim >= 2 and "embedding" not in n)]
     optimizer = torch.optim.AdamW(
@@ -180,6 +185,16 @@ class _StepBatches(Dataset):
 
     def __getitem__(self, step: int):
         return self.data.batch(step, self.batch_size)
+
+
+def _init_from(net: VLP, spec: str, tokenizer) -> None:
+    """Copy a checkpoint's weights in; it must be of the same size and vocabulary."""
+    import vlp
+
+    source = vlp.load(spec, device="cpu")
+    if not isinstance(source, VLPModel) or source.net.config != net.config or len(source.tokenizer) != len(tokenizer):
+        raise ValueError(f"--init {spec} is not a vlp checkpoint of this size and vocabulary.")
+    net.load_state_dict(source.net.state_dict())
 
 
 def _validate(net: VLP, tokenizer, device, n: int) -> dict:
