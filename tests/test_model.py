@@ -12,7 +12,7 @@ import torch
 import vlp
 from vlp import world
 from vlp.api import VLPModel
-from vlp.data import WorldBatches, build_tokenizer, positives
+from vlp.data import WorldBatches, build_tokenizer, positives, true_of
 from vlp.generate import generate
 from vlp.model import VLP, config_for
 from vlp.train import TrainConfig, lr_at, train
@@ -64,18 +64,21 @@ def test_short_training_run_lowers_the_loss():
     assert after["itc"] < before["itc"]
 
 
-def test_batch_positives_follow_the_world():
+def test_batch_targets_follow_the_world():
     scenes = world.scenes("train", 60)
     captions = [world.caption(s) for s in scenes]
     texts = [world.mention(s.objects[0], with_size=i % 2 == 0) for i, s in enumerate(scenes[:40])] + captions[40:]
-    pos = positives(scenes, texts, captions)
+    kinds = ["mention"] * 40 + ["full"] * 20
+    pos, truth = positives(scenes, texts, kinds, captions), true_of(scenes, texts, captions)
     for i, text in enumerate(texts):
         for j, scene in enumerate(scenes):
-            if len(world.parse(text).objects) == 1:  # one object: every scene that holds it
-                assert pos[i, j] == world.holds(text, scene), (text, captions[j])
+            if len(world.parse(text).objects) == 1:  # one object: true of every scene that holds it
+                assert truth[i, j] == world.holds(text, scene), (text, captions[j])
             else:  # a whole scene: exactly that scene
-                assert pos[i, j] == world.caption_correct(text, scene), (text, captions[j])
-    assert pos.diagonal().all()
+                assert truth[i, j] == world.caption_correct(text, scene), (text, captions[j])
+            expected = world.holds(text, scene) if kinds[i] == "mention" else captions[i] == captions[j]
+            assert pos[i, j] == expected
+    assert pos.diagonal().all() and truth.diagonal().all()
 
 
 def test_near_misses_are_false_and_close():

@@ -56,7 +56,8 @@ class WorldBatches:
         return Batch(
             pixels=normalise(pixels, self.vision),
             texts=self._ids(texts),
-            positives=torch.from_numpy(positives(scenes, texts, captions)),
+            positives=torch.from_numpy(positives(scenes, texts, kinds, captions)),
+            true_of=torch.from_numpy(true_of(scenes, texts, captions)),
             captions=self._ids(captions),
             wrong_texts=self._ids(wrong),
             qa=qa,
@@ -140,28 +141,44 @@ def _swap_relation(scene: world.Scene) -> str:
     return world.caption(swapped)
 
 
-def positives(scenes, texts, captions) -> np.ndarray:
-    """(B, B) bool: text i (written for scene i) truly describes scene j.
-
-    What a text means depends on the text alone, never on why it was drawn: one named object
-    ("a red circle", "a large red circle", the caption of a one-object scene) fits every scene
-    that holds it; a description of two or three objects fits every scene with the same
-    canonical caption. Computed on multi-hot object codes.
-    """
-    n = len(scenes)
-    have = np.zeros((n, len(_CODES)), bool)  # scene j holds (shape, colour, size)
-    have_pair = np.zeros((n, len(_PAIRS)), bool)  # scene j holds (shape, colour), any size
+def _object_codes(scenes) -> tuple[np.ndarray, np.ndarray]:
+    """Multi-hot (B, 48) "holds (shape, colour, size)" and (B, 24) "holds (shape, colour)"."""
+    have = np.zeros((len(scenes), len(_CODES)), bool)
+    have_pair = np.zeros((len(scenes), len(_PAIRS)), bool)
     for j, s in enumerate(scenes):
         for o in s.objects:
             have[j, _CODES[o.shape, o.color, o.size]] = True
             have_pair[j, _PAIRS[o.shape, o.color]] = True
+    return have, have_pair
+
+
+def _holds_one(text: str, have: np.ndarray, have_pair: np.ndarray) -> np.ndarray:
+    (shape, color, size), = world.parse(text).objects
+    return have[:, _CODES[shape, color, size]] if size else have_pair[:, _PAIRS[shape, color]]
+
+
+def positives(scenes, texts, kinds, captions) -> np.ndarray:
+    """(B, B) bool, the contrastive targets: text i (written for scene i) describes scene j.
+
+    A caption or paraphrase describes the scenes with the same canonical caption; a mention
+    ("a red circle") every scene that holds what it names. The same one-object sentence is
+    thus sometimes a caption and sometimes a mention: the embedding learns to prefer the
+    scene it describes whole, which is what image → text retrieval wants.
+    """
+    have, have_pair = _object_codes(scenes)
     same_caption = np.array(captions)[:, None] == np.array(captions)[None, :]
-    out = np.zeros((n, n), bool)
-    for i, text in enumerate(texts):
-        named = world.parse(text).objects
-        if len(named) == 1:
-            (shape, color, size), = named
-            out[i] = have[:, _CODES[shape, color, size]] if size else have_pair[:, _PAIRS[shape, color]]
-        else:
-            out[i] = same_caption[i]
-    return out
+    return np.stack([same_caption[i] if kind == "full" else _holds_one(text, have, have_pair)
+                     for i, (text, kind) in enumerate(zip(texts, kinds))])
+
+
+def true_of(scenes, texts, captions) -> np.ndarray:
+    """(B, B) bool, the matching truth: everything text i names is in scene j.
+
+    Unlike `positives` this depends on the text alone, never on why it was drawn: one named
+    object fits every scene that holds it; a description of two or three objects fits the
+    scenes with the same canonical caption.
+    """
+    have, have_pair = _object_codes(scenes)
+    same_caption = np.array(captions)[:, None] == np.array(captions)[None, :]
+    return np.stack([_holds_one(text, have, have_pair) if len(world.parse(text).objects) == 1 else same_caption[i]
+                     for i, text in enumerate(texts)])

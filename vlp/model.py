@@ -71,7 +71,8 @@ class Batch:
 
     pixels: torch.Tensor  # (B, 3, H, W) preprocessed images
     texts: torch.Tensor  # (B, L) texts describing each image: captions, paraphrases, mentions
-    positives: torch.Tensor  # (B, B) bool: text i truly describes image j (duplicates in a batch)
+    positives: torch.Tensor  # (B, B) bool: ITC targets, text i is a description of image j
+    true_of: torch.Tensor  # (B, B) bool: ITM truth, everything text i names is in image j
     captions: torch.Tensor  # (B, L) canonical captions, the captioning targets
     wrong_texts: torch.Tensor  # (B, L) a near miss per image: one attribute or the relation changed
     qa: torch.Tensor  # (Q, L2) [BOS] question [SEP] answer [EOS]; several questions per image
@@ -127,11 +128,11 @@ class VLP(nn.Module):
         """Positives, plus per image a hard negative text and per text a hard negative image.
 
         Negatives are sampled in proportion to softmax(similarity) over the pairs that are
-        not true (`positives`), so the head learns from the confusable ones, as ALBEF does;
+        not true (`true_of`), so the head learns from the confusable ones, as ALBEF does;
         the world's near-miss captions add negatives that differ in a single detail.
         """
         b = sim.shape[0]  # sim[i, j]: image i against text j
-        wrong = ~batch.positives  # wrong[j, i]: text j does not describe image i
+        wrong = ~batch.true_of  # wrong[j, i]: text j is false of image i
         has_neg = wrong.any(dim=0) & wrong.any(dim=1)
         weights_t = (sim * 10).exp() * wrong.T  # image i → candidate texts j
         weights_i = (sim.T * 10).exp() * wrong  # text j → candidate images i
