@@ -676,7 +676,8 @@ def card_markdown(model) -> str:
              f"**Trained on:** {card.get('trained_on', 'unknown')}", "",
              f"**Fingerprint:** `{getattr(model, 'fingerprint', '?')}`", ""]
     metrics = card.get("metrics") or {}
-    splits = {name: m for name, m in metrics.items() if isinstance(m, dict) and name != "train"}
+    runs = {"pretrain": "Pretraining", "train": "Training run"}  # how it was made, in order; not splits
+    splits = {name: m for name, m in metrics.items() if isinstance(m, dict) and name not in runs}
     if splits:
         rows = OrderedDict()
         for split, m in splits.items():
@@ -699,12 +700,13 @@ def card_markdown(model) -> str:
             lines += [f"Some captions it got wrong ({split} split):", ""]
             lines += [f"- said *{x.get('said')}*, truth *{x.get('truth')}*" for x in seen[:3]]
             lines.append("")
-    train = metrics.get("train")
-    if isinstance(train, dict) and train:
-        how = ", ".join(f"{k} {v}" for k, v in train.items() if k != "command")
-        lines += [f"**Training run:** {how}", ""]
-        if train.get("command"):
-            lines += [f"Reproduce: `{train['command']}`", ""]
+    for key, title in runs.items():
+        run = metrics.get(key)
+        if isinstance(run, dict) and run:
+            how = ", ".join(f"{k} {v}" for k, v in run.items() if k != "command")
+            lines += [f"**{title}:** {how}", ""]
+            if run.get("command"):
+                lines += [f"Reproduce: `{run['command']}`", ""]
     if not metrics:
         lines += ["No measured metrics ship with this model.", ""]
     lines += ["### What it cannot do", ""] + [f"- {x}" for x in card.get("limits", [])]
