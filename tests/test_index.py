@@ -21,7 +21,7 @@ from PIL import Image
 from benchmarks.search import clustered_unit_vectors
 from vlp import index as index_module
 from vlp import world
-from vlp.index import SearchIndex, default_gallery, new_faiss_index
+from vlp.index import SearchIndex, default_gallery
 
 PALETTE = {"red": (215, 45, 45), "green": (45, 160, 70), "blue": (45, 85, 215),
            "yellow": (230, 195, 35), "purple": (135, 65, 175), "orange": (240, 130, 35)}

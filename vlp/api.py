@@ -6,11 +6,11 @@ free text) into tensors, and answers in plain Python types. Checkpoints are fold
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
 import tempfile
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +22,7 @@ from vlp.attention import AttentionMaps
 from vlp.device import autocast, pick_device
 from vlp.generate import generate
 from vlp.model import VLP, VLPConfig
+from vlp.pretrained import fingerprint, pixels_to_image
 from vlp.text import Tokenizer
 from vlp.vision import preprocess
 
@@ -46,7 +47,7 @@ class VLPModel:
         self.tokenizer = tokenizer
         self.spec = spec
         self.metrics = metrics or {}
-        self.fingerprint = _fingerprint(net)
+        self.fingerprint = fingerprint(net.state_dict())
 
     # --- checkpoints ------------------------------------------------------------------------
     @classmethod
@@ -205,8 +206,8 @@ class VLPModel:
         # word i is predicted at position i (the position before it): its cross-attention is row i
         cross = [c[0, :, :n].float().cpu().numpy() for c in out.cross_attentions]
         text_self = [a[0, :, 1 : n + 1, 1 : n + 1].float().cpu().numpy() for a in out.self_attentions]
-        side = self.net.config.vision.image_size
-        shown = _denormalise(pixels[0], self.net.config.vision).resize((side, side))
+        vision = self.net.config.vision
+        shown = pixels_to_image(pixels[0], vision.mean, vision.std)
         return AttentionMaps(
             image=shown,
             grid=self.net.config.vision.grid,
@@ -247,38 +248,41 @@ class VLPModel:
             )
 
 
-def save_checkpoint(net: VLP, tokenizer: Tokenizer, path, metrics: dict | None = None, extra: dict | None = None) -> None:
-    """config.json + model.safetensors + tokenizer.json (+ metrics.json), written atomically."""
+@contextmanager
+def atomic_folder(path):
+    """Yield a temporary folder beside `path`; when the block succeeds it replaces `path` whole.
+
+    A crash half-way leaves the old folder as it was (and no half-written one in its place).
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
-    state = {k: v.detach().cpu().contiguous() for k, v in net.state_dict().items()}
-    save_file(state, tmp / "model.safetensors")
-    (tmp / "config.json").write_text(json.dumps({"format": "vlp-1", "model": net.config.to_dict(), **(extra or {})}, indent=2))
-    tokenizer.save(tmp / "tokenizer.json")
-    if metrics:
-        (tmp / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    try:
+        yield tmp
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    old = path.with_name(f".{path.name}.old")
+    shutil.rmtree(old, ignore_errors=True)
     if path.exists():
-        old = path.with_name(f".{path.name}.old")
         os.replace(path, old)
-        os.replace(tmp, path)
-        shutil.rmtree(old)
-    else:
-        os.replace(tmp, path)
+    os.replace(tmp, path)
+    shutil.rmtree(old, ignore_errors=True)
 
 
-def _fingerprint(net: torch.nn.Module) -> str:
-    h = hashlib.sha256()
-    for name, t in sorted(net.state_dict().items()):
-        h.update(name.encode())
-        h.update(t.detach().float().cpu().numpy().tobytes())
-    return h.hexdigest()[:16]
+def save_checkpoint(net: VLP, tokenizer: Tokenizer, path, metrics: dict | None = None, extra: dict | None = None) -> None:
+    """config.json + model.safetensors + tokenizer.json (+ metrics.json), written atomically."""
+    with atomic_folder(path) as tmp:
+        write_checkpoint(net, tokenizer, tmp, metrics, extra)
 
 
-def _denormalise(pixels: torch.Tensor, config):
-    from PIL import Image
-
-    mean = torch.tensor(config.mean, device=pixels.device).view(3, 1, 1)
-    std = torch.tensor(config.std, device=pixels.device).view(3, 1, 1)
-    x = ((pixels.float() * std + mean).clamp(0, 1) * 255).round().byte().permute(1, 2, 0).cpu().numpy()
-    return Image.fromarray(x)
+def write_checkpoint(net: VLP, tokenizer: Tokenizer, folder: Path, metrics: dict | None = None,
+                     extra: dict | None = None) -> None:
+    """The checkpoint files, into an existing folder."""
+    state = {k: v.detach().cpu().contiguous() for k, v in net.state_dict().items()}
+    save_file(state, folder / "model.safetensors")
+    config = {"format": "vlp-1", "model": net.config.to_dict(), **(extra or {})}
+    (folder / "config.json").write_text(json.dumps(config, indent=2))
+    tokenizer.save(folder / "tokenizer.json")
+    if metrics:
+        (folder / "metrics.json").write_text(json.dumps(metrics, indent=2))

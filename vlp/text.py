@@ -7,7 +7,6 @@ whether a text matches an image.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import torch
 from tokenizers import Tokenizer as HFTokenizer

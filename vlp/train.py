@@ -13,9 +13,7 @@ import json
 import math
 import os
 import shlex
-import shutil
 import sys
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,10 +24,10 @@ from safetensors.torch import load_file, save_file
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
-from vlp.api import VLPModel, save_checkpoint
+from vlp.api import VLPModel, atomic_folder, save_checkpoint, write_checkpoint
 from vlp.data import WorldBatches, build_tokenizer
 from vlp.device import autocast, pick_device
-from vlp.model import SIZES, VLP, VLPConfig, config_for
+from vlp.model import SIZES, VLP, config_for
 
 LOSS_WEIGHTS = {"itc": 1.0, "itm": 1.0, "caption": 1.0, "vqa": 1.0}
 
@@ -218,22 +216,15 @@ def _to(batch, device):
 
 def _save_state(folder: Path, net, tokenizer, optimizer, step: int, elapsed: float) -> None:
     """Model checkpoint + optimiser tensors (safetensors) + counters and RNG (JSON), atomically."""
-    tmp = Path(tempfile.mkdtemp(prefix=".checkpoint.", dir=folder.parent))
-    save_checkpoint(net, tokenizer, tmp / "model")
-    opt = optimizer.state_dict()
-    tensors = {f"{i}.{k}": v.contiguous() for i, s in opt["state"].items() for k, v in s.items()}
-    save_file({k: v.cpu() for k, v in tensors.items()}, tmp / "optimizer.safetensors")
-    save_file({"cpu": torch.get_rng_state()}, tmp / "rng.safetensors")
-    groups = [{k: v for k, v in g.items() if k != "params"} | {"params": g["params"]} for g in opt["param_groups"]]
-    (tmp / "state.json").write_text(json.dumps({"step": step, "elapsed_s": elapsed, "param_groups": groups}))
-    if folder.exists():
-        old = folder.with_name(".checkpoint.old")
-        shutil.rmtree(old, ignore_errors=True)
-        os.replace(folder, old)
-        os.replace(tmp, folder)
-        shutil.rmtree(old)
-    else:
-        os.replace(tmp, folder)
+    with atomic_folder(folder) as tmp:
+        (tmp / "model").mkdir()
+        write_checkpoint(net, tokenizer, tmp / "model")
+        opt = optimizer.state_dict()
+        tensors = {f"{i}.{k}": v.detach().cpu().contiguous() for i, s in opt["state"].items() for k, v in s.items()}
+        save_file(tensors, tmp / "optimizer.safetensors")
+        save_file({"cpu": torch.get_rng_state()}, tmp / "rng.safetensors")
+        groups = [{k: v for k, v in g.items() if k != "params"} | {"params": g["params"]} for g in opt["param_groups"]]
+        (tmp / "state.json").write_text(json.dumps({"step": step, "elapsed_s": elapsed, "param_groups": groups}))
 
 
 def _load_state(folder: Path, net, optimizer, device) -> tuple[int, float]:
