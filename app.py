@@ -6,7 +6,7 @@
 GRADIO_SERVER_NAME and GRADIO_SERVER_PORT (which Hugging Face Spaces sets) are the defaults of
 --host and --port; VLP_MODEL, VLP_CAPTIONER and VLP_GALLERY those of the other flags (a Space
 takes no command-line flags, only variables). Nothing is fetched from the network at import; the model is loaded once, in
-`main`, and `build_app(model, gallery_spec)` returns the Blocks for tests.
+`main`, and `build_app(model, gallery_spec)` returns the page (gr.Blocks) for tests.
 """
 from __future__ import annotations
 
@@ -18,12 +18,13 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # before gradio is i
 
 import vlp  # noqa: E402
 from demo import ui  # noqa: E402
-from demo.handlers import DEFAULT_GALLERY, parse_gallery_spec  # noqa: E402
+from demo.gallery import DEFAULT_GALLERY, parse_gallery_spec  # noqa: E402
+from vlp.errors import VLPError  # noqa: E402
 
 
 def build_app(model, gallery_spec: str = DEFAULT_GALLERY, cache_dir=None):
     """The demo's gr.Blocks for a loaded model; launch it with `demo.ui.launch(blocks, …)`."""
-    return ui.build_demo(model, gallery_spec, cache_dir)
+    return ui.build_demo(model, gallery_spec, cache_dir).blocks
 
 
 def load_model(spec: str, captioner: str | None = None):
@@ -60,12 +61,12 @@ def main(argv=None) -> int:
     try:
         parse_gallery_spec(args.gallery)
         model = load_model(args.model, args.captioner)
-    except ValueError as err:
+    except VLPError as err:
         print(f"app.py: {err}", file=sys.stderr)
         return 2
-    demo = build_app(model, args.gallery)
+    demo = ui.build_demo(model, args.gallery)
     demo.gallery.start()  # the page serves while the gallery index builds
-    ui.launch(demo, server_name=args.host, server_port=args.port)
+    ui.launch(demo.blocks, server_name=args.host, server_port=args.port)
     return 0
 
 

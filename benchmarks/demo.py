@@ -1,7 +1,7 @@
 """`python -m vlp bench demo`: how fast the demo starts and what serving a caption costs.
 
 1. The bare model: `model.caption(image)` in this process, p50/p95 over --requests calls; and
-   the handler behind /caption (`demo.handlers.caption`: read the file, caption, score the
+   the handler behind /caption (`demo.caption.caption`: read the file, caption, score the
    caption with ITM, compare with the scene's truth), also in process.
 2. Start-up: `python app.py --port P` in a subprocess, seconds until GET / first answers 200.
 3. The HTTP API: `/caption` through gradio_client, p50/p95 per request with 1 client and
@@ -100,9 +100,10 @@ def _api_latencies(url: str, image: str, clients: int, per_client: int) -> tuple
 
 def main(args) -> int:
     import vlp
-    from demo.handlers import KnownScenes, caption, example_files, load_examples
-    from vlp.images import load_image
+    from demo.caption import caption
+    from demo.scenes import KnownScenes, example_files, load_examples
     from demo.ui import CONCURRENCY
+    from vlp.images import load_image
 
     image = str(example_files()[0])
     model = vlp.load(args.model)
@@ -132,7 +133,7 @@ def main(args) -> int:
     url = f"http://127.0.0.1:{port}/"
     env = {**os.environ, "GRADIO_ANALYTICS_ENABLED": "False", "PYTHONUNBUFFERED": "1"}
     rows = [_row("model.caption (bare, in process)", "-", bare, bare_wall),
-            _row("demo.handlers.caption (in process)", "-", handler, handler_wall, bare_p50)]
+            _row("demo.caption.caption (in process)", "-", handler, handler_wall, bare_p50)]
     with tempfile.TemporaryDirectory() as cache:
         env["XDG_CACHE_HOME"] = cache
         log = open(Path(cache) / "app.log", "w+")

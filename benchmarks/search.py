@@ -1,4 +1,4 @@
-"""FAISS search at scale: exact flat search against the approximate indexes `vlp.index` builds.
+"""FAISS search at scale: exact flat search against the approximate indexes `vlp.faiss_index` builds.
 
     python -m vlp bench search --n 1000000 --dim 256 --queries 1000   # the goal: minutes
     python -m benchmarks.search --n 20000                             # seconds
@@ -15,7 +15,7 @@ Measured for each index, all in one process with FAISS's default threads:
 - queries/s: all queries in one `search` call (throughput, k = 10);
 - ms/query: up to 100 queries one at a time (latency, what the demo sees);
 - recall@10: the share of exact search's top 10 that the index also returns.
-The approximate indexes are made by `vlp.index.new_faiss_index`, with the same parameters
+The approximate indexes are made by `vlp.faiss_index.new_faiss_index`, with the same parameters
 that `SearchIndex` uses, so these figures are what `index_type="auto"` gets.
 
 Measured with the first command above (2-core CPU shared with other jobs, load ~3; 5 min):
@@ -34,7 +34,8 @@ import faiss
 import numpy as np
 
 from benchmarks.timing import table
-from vlp.index import EXACT_BELOW, IVFPQ_MIN_TRAIN, new_faiss_index, train_sample
+from vlp.errors import BadArgument, VLPError
+from vlp.faiss_index import IVFPQ_MIN_TRAIN, kind_for, new_faiss_index, train_sample
 
 INDEXES = ("flat", "ivfpq", "hnsw")
 
@@ -106,7 +107,7 @@ def run(args) -> list[dict]:
     kinds = [k.strip() for k in args.indexes.split(",") if k.strip()]
     unknown = [k for k in kinds if k not in INDEXES]
     if unknown:
-        raise ValueError(f"Unknown index {unknown[0]!r}; choose from {', '.join(INDEXES)}.")
+        raise BadArgument(f"Unknown index {unknown[0]!r}; choose from {', '.join(INDEXES)}.")
     kinds = ["flat"] + [k for k in kinds if k != "flat"]
     if args.threads > 0:
         faiss.omp_set_num_threads(args.threads)
@@ -150,10 +151,10 @@ def run(args) -> list[dict]:
 def main(args: argparse.Namespace) -> int:
     try:
         rows = run(args)
-    except ValueError as err:
+    except VLPError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    auto = "flat" if args.n < EXACT_BELOW else "ivfpq"
+    auto = kind_for("auto", args.n)
     print(f"\nFAISS search, {args.n:,} vectors of dim {args.dim}, {args.queries:,} queries, "
           f"k={args.k} (SearchIndex auto at this size: {auto})\n")
     print(table(rows, list(rows[0])))

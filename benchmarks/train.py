@@ -12,9 +12,9 @@ import torch
 
 from benchmarks.timing import sync, table
 from vlp.data import WorldBatches, build_tokenizer
-from vlp.device import autocast, pick_device
+from vlp.device import pick_device
 from vlp.model import SIZES, VLP, config_for
-from vlp.train import LOSS_WEIGHTS
+from vlp.train import train_step
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -37,13 +37,7 @@ def main(args) -> int:
     data_rate = len(batches) * b / (time.perf_counter() - start)
 
     def step(batch):
-        batch = type(batch)(**{k: v.to(device) for k, v in vars(batch).items()})
-        with autocast(device):
-            losses = net(batch)
-        loss = sum(w * losses[k] for k, w in LOSS_WEIGHTS.items())
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
+        train_step(net, opt, type(batch)(**{k: v.to(device) for k, v in vars(batch).items()}), device)
 
     for batch in batches[:2]:
         step(batch)
@@ -56,7 +50,7 @@ def main(args) -> int:
     print(f"device: {device}, threads: {torch.get_num_threads()}, model: {args.config}, batch {b}")
     print(table([
         {"what": "data: draw, render, tokenise", "samples/s": f"{data_rate:.0f}"},
-        {"what": "training step: ITC+ITM+caption+VQA, fwd+bwd+AdamW", "samples/s": f"{train_rate:.0f}"},
+        {"what": "training step: ITC+ITM+caption+VQA, fwd+bwd+clip+AdamW", "samples/s": f"{train_rate:.0f}"},
         {"what": "end to end (data in the same process)", "samples/s": f"{1 / (1 / data_rate + 1 / train_rate):.0f}"},
     ], ["what", "samples/s"]))
     return 0

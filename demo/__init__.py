@@ -1,8 +1,18 @@
-"""The Gradio demo of vlp: the UI only, no model code.
+"""The Gradio demo of vlp: the UI only, no model code. A module per concern; each tab's module
+has plain handlers (testable without the UI) and one `build_*_tab` function that makes its
+components and wires its events.
 
-- `demo.handlers` — plain functions from inputs to outputs (testable without the UI)
-- `demo.draw`     — heatmaps, grids of heads and matrices as PIL images (matplotlib)
-- `demo.ui`       — the Blocks: components, wiring, launch limits
+- `demo.inputs`    — checked images, `safe` (a VLPError → one gr.Error sentence), the upload component
+- `demo.scenes`    — the image column: examples, random scenes, the scenes the demo knows
+- `demo.caption`   — the Caption tab (caption, match)
+- `demo.ask`       — the Ask tab
+- `demo.gallery`   — the shared search gallery and its cache (`world_gallery`)
+- `demo.search`    — the Search tab (and a visitor's own images)
+- `demo.attention` — the Attention tab
+- `demo.learn`     — the Learn tab (attention worked out by hand)
+- `demo.about`     — the About tab (model card) and the header line
+- `demo.draw`      — heatmaps, grids of heads and matrices as PIL images (matplotlib)
+- `demo.ui`        — `build_demo` (the page from the tabs) and the launch limits
 
 `python app.py` starts it; `app.build_app(model, gallery_spec)` returns the Blocks.
 """

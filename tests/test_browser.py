@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from gradio_client import handle_file
 
-from demo import handlers as h
+from demo.scenes import example_files
 
 pytestmark = pytest.mark.browser
 
@@ -45,7 +45,7 @@ def test_caption_then_attention(browser, app_server, client):
     page.set_default_timeout(WAIT_MS)
     try:
         page.goto(app_server.url, wait_until="load", timeout=WAIT_MS)
-        example = h.example_files()[1]
+        example = example_files()[1]
         page.locator("#examples button.gallery-item").nth(1).click()
         expect(page.locator("#scene-note")).to_contain_text("True caption", timeout=WAIT_MS)
 

@@ -9,10 +9,12 @@ from gradio_client import handle_file
 from gradio_client.exceptions import AppError
 from PIL import Image
 
-from demo import handlers as h
+from demo.scenes import example_files
 from vlp import world
+from vlp.images import load_image
 
-EXAMPLE = h.example_files()[0]
+EXAMPLE = example_files()[0]
+ROOT = Path(__file__).resolve().parent.parent
 ENDPOINTS = {"/caption", "/match", "/random_scene", "/answer", "/search", "/search_image", "/add_images",
              "/attention", "/worked_example"}
 
@@ -27,12 +29,12 @@ def test_endpoints_are_named(client):
 
 def test_caption_and_match(client, model):
     text, score, verdict = client.predict(handle_file(EXAMPLE), "greedy", 3, 30, api_name="/caption")
-    assert text == model.caption(h.load_image(EXAMPLE))
+    assert text == model.caption(load_image(EXAMPLE))
     assert 0.0 <= score <= 1.0 and verdict
     beam, _, _ = client.predict(handle_file(EXAMPLE), "beam", 3, 30, api_name="/caption")
-    assert beam == model.caption(h.load_image(EXAMPLE), num_beams=3)
+    assert beam == model.caption(load_image(EXAMPLE), num_beams=3)
     assert client.predict(handle_file(EXAMPLE), "a large red circle", api_name="/match") == pytest.approx(
-        model.match(h.load_image(EXAMPLE), "a large red circle"), abs=1e-3)
+        model.match(load_image(EXAMPLE), "a large red circle"), abs=1e-3)
 
 
 def test_random_scene(client):
@@ -46,7 +48,7 @@ def test_random_scene(client):
 
 def test_answer(client, model):
     said, label, _ = client.predict(handle_file(EXAMPLE), "how many shapes are there?", api_name="/answer")
-    assert said == model.answer(h.load_image(EXAMPLE), "how many shapes are there?")
+    assert said == model.answer(load_image(EXAMPLE), "how many shapes are there?")
     assert len(label["confidences"]) == 5
 
 
@@ -128,7 +130,7 @@ def test_serves_only_its_own_files_and_refuses_big_uploads(app_server, tmp_path)
 
     base = app_server.url + "gradio_api/file="
     assert httpx.get(base + str(EXAMPLE), timeout=30).status_code == 200
-    for private in (h.ROOT / "README.md", h.ROOT / "assets" / "vlp-tiny" / "config.json", Path("/etc/passwd")):
+    for private in (ROOT / "README.md", ROOT / "assets" / "vlp-tiny" / "config.json", Path("/etc/passwd")):
         assert httpx.get(base + str(private), timeout=30).status_code == 403
     big = tmp_path / "big.png"
     big.write_bytes(bytes(21_000_000))  # over the 20 MB upload limit

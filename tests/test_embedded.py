@@ -43,25 +43,28 @@ def test_text_to_image_top_hit_holds_what_the_query_names(model):
     from vlp.index import SearchIndex
 
     scenes = world.scenes("test", 300)
-    index = SearchIndex.build(model, scenes, progress=False)
+    images, metadata = world.scene_items(scenes)
+    index = SearchIndex.build(model, images, metadata, progress=False)
     queries = ["a red circle", "a large blue square", "a small green triangle", "a yellow diamond",
                "a purple square", "an orange triangle"]
     for q in queries:
         present = [s for s in scenes if world.holds(q, s)]
         assert present, q  # the gallery holds at least one answer
         top = index.search_text(q, k=1)[0]
-        assert world.holds(q, world.Scene.from_dict(top.scene)), (q, top.caption)
+        assert world.holds(q, world.Scene.from_dict(top.meta["scene"])), (q, top.caption)
 
 
 def test_itm_rerank_keeps_the_right_answer_from_the_candidates(model):
     from vlp.index import SearchIndex
 
     scenes = world.scenes("test", 300)
-    index = SearchIndex.build(model, scenes, progress=False)
+    images, metadata = world.scene_items(scenes)
+    index = SearchIndex.build(model, images, metadata, progress=False, image_of=world.scene_image)
     for s in scenes[:10]:
         query = world.caption(s)
         plain = index.search_text(query, k=10)
-        right = [h for h in plain if world.caption_correct(query, world.Scene.from_dict(h.scene))]
+        right = [h for h in plain if world.caption_correct(query, world.Scene.from_dict(h.meta["scene"]))]
         if right:
             reranked = index.search_text(query, k=10, rerank=True)
-            assert world.caption_correct(query, world.Scene.from_dict(reranked[0].scene)), query
+            assert world.caption_correct(query, world.Scene.from_dict(reranked[0].meta["scene"])), query
+            assert reranked[0].score > 0.5, query  # an ITM probability of the scene drawn again

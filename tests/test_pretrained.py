@@ -14,10 +14,14 @@ from PIL import Image
 from safetensors.torch import save_file
 
 import vlp
-from vlp.clip import CLIP, openclip_key_map, unsupported
+from vlp.checkpoint import fingerprint
+from vlp.errors import Unsupported
+from vlp.clip import CLIP, openclip_key_map
+from vlp.openclip import unsupported
 from vlp.compose import compose
-from vlp.pretrained import CAPTIONER, PROXY_VARIABLES, fingerprint
-from vlp.vision import preprocess
+from vlp.hub import PROXY_VARIABLES
+from vlp.images import preprocess
+from vlp.protocol import CAPTIONER, Capabilities
 
 TEXTS = ["a photo of a cat", "a diagram of a red circle to the left of a blue square", "", "word " * 100]
 
@@ -129,7 +133,7 @@ def test_key_map_covers_every_weight_once(tiny):
 
 
 def _configs(model_cfg):
-    from vlp.clip import openclip_configs
+    from vlp.openclip import openclip_configs
 
     return openclip_configs(model_cfg, False, (0.5,) * 3, (0.5,) * 3, "crop")
 
@@ -202,7 +206,7 @@ def test_clip_classify_match_and_errors(clip):
         clip.classify(image(), ["cat"], templates=["a photo"])
     with pytest.raises(ValueError, match="once"):
         clip.classify(image(), ["cat", "cat"])
-    with pytest.raises(ValueError, match=f"openclip models cannot caption; load a captioner such as {CAPTIONER}"):
+    with pytest.raises(Unsupported, match=f"cannot caption; load a captioner such as {CAPTIONER}"):
         clip.caption(image())
     with pytest.raises(ValueError, match="cannot answer"):
         clip.answer(image(), "what is this?")
@@ -212,7 +216,8 @@ def test_clip_classify_match_and_errors(clip):
     card = clip.card()
     assert set(card) == {"name", "description", "trained_on", "metrics", "limits"}
     assert any("not a trained probability" in s for s in card["limits"])
-    assert clip.can_caption is False and clip.can_answer is False and clip.embed_dim == 32
+    assert clip.capabilities == Capabilities(caption=False, answer=False, match="cosine", embed=True, attention=True)
+    assert clip.embed_dim == 32
 
 
 def test_specs_that_cannot_load_say_why():
@@ -285,9 +290,10 @@ def direct(folder):
 
 
 def test_blip_capabilities_follow_the_checkpoint(blip):
-    assert (blip["caption"].can_caption, blip["caption"].can_answer) == (True, False)
-    assert (blip["vqa"].can_caption, blip["vqa"].can_answer) == (False, True)
-    assert (blip["itm"].can_caption, blip["itm"].can_answer, blip["itm"].has_itm) == (False, False, True)
+    can = {kind: m.capabilities for kind, m in blip.items()}
+    assert (can["caption"].caption, can["caption"].answer, can["caption"].match) == (True, False, None)
+    assert (can["vqa"].caption, can["vqa"].answer, can["vqa"].match) == (False, True, None)
+    assert (can["itm"].caption, can["itm"].answer, can["itm"].match) == (False, False, "probability")
     assert blip["itm"].embed_dim == 16 and blip["caption"].embed_dim == 0
     with pytest.raises(ValueError, match="cannot answer questions; load a VQA model such as blip:Salesforce/blip-vqa"):
         blip["caption"].answer(image(), "what color is it?")
@@ -295,8 +301,10 @@ def test_blip_capabilities_follow_the_checkpoint(blip):
         blip["vqa"].caption(image())
     with pytest.raises(ValueError, match="has no matching head"):
         blip["caption"].match(image(), "a cat")
-    with pytest.raises(ValueError, match="load a CLIP model"):
-        blip["itm"].classify(image(), ["cat"])
+    probs = blip["itm"].classify(image(), ["cat", "dog"])  # by its contrastive (ITC) embeddings
+    assert list(probs) == ["cat", "dog"] and sum(probs.values()) == pytest.approx(1.0)
+    with pytest.raises(Unsupported, match="does not embed images and texts"):
+        blip["caption"].classify(image(), ["cat"])
     for m in blip.values():
         card = m.card()
         assert card["name"].startswith("blip:") and card["limits"] and card["metrics"] == {}
@@ -460,7 +468,8 @@ def test_the_hub_cache_first_and_missing_weights_fail_fast(hub, network, clip, b
 
 def test_compose_routes_each_method(clip, blip):
     m = compose(clip, blip["caption"])
-    assert m.can_caption and not m.can_answer and m.embed_dim == 32 and m.device == clip.device
+    assert m.capabilities.caption and not m.capabilities.answer and m.capabilities.match == "cosine"
+    assert m.embed_dim == 32 and m.device == clip.device
     assert m.caption(image(), max_length=12) == blip["caption"].caption(image(), max_length=12)
     np.testing.assert_array_equal(m.embed_texts(["a cat"]), clip.embed_texts(["a cat"]))
     assert m.classify(image(), ["cat", "dog"]) == clip.classify(image(), ["cat", "dog"])
@@ -477,3 +486,15 @@ def test_compose_routes_each_method(clip, blip):
     assert with_itm.match(image(), "a cat") == blip["itm"].match(image(), "a cat")
     np.testing.assert_array_equal(with_itm.embed_images([image()]), clip.embed_images([image()]))
     assert compose(clip, blip["vqa"]).answer(image(), "what?") == blip["vqa"].answer(image(), "what?")
+
+
+def test_compose_keeps_vlp_tinys_trained_matching_head(blip):
+    """vlp-tiny + a BLIP captioner: the match score is still vlp-tiny's ITM probability."""
+    tiny = vlp.load(device="cpu")
+    scene = str(vlp.ASSETS / "examples" / "test-00001.png")
+    m = compose(tiny, blip["caption"])
+    assert m.capabilities.match == "probability" and m.capabilities.itm
+    assert m.capabilities.caption and m.capabilities.answer  # BLIP captions, vlp-tiny answers
+    assert m.match(scene, "a large red circle") == tiny.match(scene, "a large red circle")
+    assert m.caption(scene) == blip["caption"].caption(scene)
+    assert m.answer(scene, "what color is the circle?") == tiny.answer(scene, "what color is the circle?")

@@ -4,9 +4,10 @@ import pytest
 import torch
 from PIL import Image
 
-from vlp.images import load_image
-from vlp.text import DecoderConfig, MultimodalDecoder, TextConfig, TextEncoder, Tokenizer
-from vlp.vision import VisionConfig, VisionTransformer, preprocess
+from vlp.images import load_image, preprocess
+from vlp.text import DecoderConfig, MultimodalDecoder, TextConfig, TextEncoder
+from vlp.tokenizer import Tokenizer
+from vlp.vision import VisionConfig, VisionTransformer
 
 WORDS = "a large small red blue circle square to the left of above what color is ? , and".split()
 
@@ -53,8 +54,8 @@ def test_text_encoder_ignores_padding(tok, causal):
     enc = text_encoder(tok, causal)
     short, _ = tok.batch(["a red circle"], max_len=8)
     padded, keep = tok.batch(["a red circle"], max_len=14)
-    e1, _ = enc(short, short != tok.pad_id)
-    e2, _ = enc(padded, keep)
+    e1 = enc(short, short != tok.pad_id).embedding
+    e2 = enc(padded, keep).embedding
     torch.testing.assert_close(e1, e2, atol=1e-5, rtol=0)
     assert e1.shape == (1, 16)
 
@@ -62,11 +63,13 @@ def test_text_encoder_ignores_padding(tok, causal):
 def test_text_encoder_causal_flag_changes_what_a_token_sees(tok):
     enc = text_encoder(tok, causal=True)
     ids, keep = tok.batch(["a red circle"], max_len=8)
-    _, attn = enc(ids, keep, need_weights=True)
-    assert torch.all(attn[0][0, :, 0, 1:] == 0)  # the first token sees only itself
+    out = enc(ids, keep, need_weights=True)
+    assert out.tokens.shape == (1, 8, 32) and len(out.attentions) == 2
+    assert torch.all(out.attentions[0][0, :, 0, 1:] == 0)  # the first token sees only itself
     enc.config.causal = False
-    _, attn = enc(ids, keep, need_weights=True)
+    attn = enc(ids, keep, need_weights=True).attentions
     assert torch.all(attn[0][0, :, 0, 1:5] > 0)
+    assert enc(ids, keep).attentions == []
 
 
 def test_vit_shapes_and_attention():

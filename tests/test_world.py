@@ -1,4 +1,4 @@
-"""Shapes World v1 (shared/WORLD.md): generator, renderer, captions, parser, questions, CLI."""
+"""Shapes World v1 (docs/world.md): generator, renderer, captions, parser, questions, CLI."""
 import dataclasses
 import json
 import os
@@ -320,11 +320,32 @@ def test_parse_tolerance_and_rejections():
     assert world.mention(Obj("circle", "orange", "small", 0.5, 0.5)) == "a small orange circle"
 
 
+def test_near_misses_are_false_and_one_detail_away():
+    rng = np.random.default_rng(0)
+    for scene in world.scenes("train", 100):
+        truth = _scene_objects(scene)
+        for kind in ("full", "mention"):
+            wrong = world.near_miss(scene, kind, rng)
+            assert not world.holds(wrong, scene)
+            named = world.parse(wrong).objects
+            if kind == "full":  # the scene's objects, one of them changed (or their relation swapped)
+                assert len(named) == len(scene.objects) and (truth - Counter(named)).total() <= 1, wrong
+            else:
+                assert len(named) == 1, wrong
+
+
+def test_swapped_relation_names_the_same_objects_and_is_false(sample):
+    for scene in [s for s in sample if len(s.objects) == 2]:
+        swapped = world.swap_relation(scene)
+        assert _objects_of(world.parse(swapped)) == _scene_objects(scene)
+        assert world.parse(swapped).relation is not None and not world.holds(swapped, scene), swapped
+
+
 # ----------------------------------------------------------------------------- questions
 
 
 def _answer(question, objects):
-    """An independent reading of WORLD.md's templates; asserts the referent is unique."""
+    """An independent reading of docs/world.md's templates; asserts the referent is unique."""
     def one(refs):
         assert len(refs) == 1, question
         return refs[0]
@@ -354,7 +375,7 @@ def _answer(question, objects):
     if m := re.fullmatch(r"what shape is left of the (\w+) (\w+)\?", question):
         ref = obj(m[1], m[2])
         return one([o for o in objects if _left(o, ref)]).shape
-    raise AssertionError(f"not a WORLD.md template: {question!r}")
+    raise AssertionError(f"not a docs/world.md template: {question!r}")
 
 
 def test_answers_agree_with_the_scene(sample):

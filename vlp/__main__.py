@@ -9,7 +9,7 @@ import importlib
 import sys
 
 COMMANDS = {
-    "world": ("vlp.world", "draw Shapes World scenes to PNG files and scenes.jsonl"),
+    "world": ("vlp.world.cli", "draw Shapes World scenes to PNG files and scenes.jsonl"),
     "train": ("vlp.train", "pretrain a VLP model (ITC + ITM + captioning + VQA)"),
     "eval": ("vlp.evaluate", "evaluate a model on a Shapes World split, print JSON"),
     "caption": ("vlp.cli", "caption one or more images"),

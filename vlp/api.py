@@ -1,35 +1,31 @@
-"""`VLPModel`: the one object the demo, the command line and the tests call.
+"""`VLPModel`: vlp's own network behind the model protocol (vlp/protocol.py).
 
 It holds the network, its tokenizer and its device, turns user input (images of any kind,
 free text) into tensors, and answers in plain Python types. Checkpoints are folders of
-`config.json`, `model.safetensors`, `tokenizer.json` and `metrics.json`; no pickle.
+`config.json`, `model.safetensors`, `tokenizer.json` and `metrics.json` (vlp/checkpoint.py).
 """
 from __future__ import annotations
 
-import json
-import os
-import shutil
-import tempfile
-from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
-from safetensors.torch import load_file, save_file
 
 from vlp.attention import AttentionMaps
+from vlp.checkpoint import fingerprint, read_checkpoint, save_checkpoint
 from vlp.device import autocast, pick_device
+from vlp.errors import BadText, UnknownWords
 from vlp.generate import generate
-from vlp.model import VLP, VLPConfig
-from vlp.pretrained import fingerprint, pixels_to_image
-from vlp.text import Tokenizer
-from vlp.vision import preprocess
+from vlp.images import pixels_to_image, preprocess
+from vlp.limits import MAX_QUESTION_CHARS, MAX_QUESTION_WORDS, check_beams, check_max_length, check_text
+from vlp.model import VLP
+from vlp.protocol import Capabilities, ModelBase
+from vlp.tokenizer import Tokenizer
 
-MAX_QUESTION_WORDS = 24
+ANSWER_WORDS = 4  # answers are one word; a little room for the end token
 
 
-class VLPModel:
+class VLPModel(ModelBase):
     """A vlp network with its tokenizer, on one device.
 
     Args:
@@ -38,8 +34,7 @@ class VLPModel:
         metrics: measured metrics to show on its card (from metrics.json).
     """
 
-    can_caption = True
-    can_answer = True
+    capabilities = Capabilities(caption=True, answer=True, match="probability", embed=True, attention=True)
 
     def __init__(self, net: VLP, tokenizer: Tokenizer, spec: str = "vlp", metrics: dict | None = None, device="auto"):
         self.device = pick_device(device) if isinstance(device, (str, type(None))) else device
@@ -48,33 +43,17 @@ class VLPModel:
         self.spec = spec
         self.metrics = metrics or {}
         self.fingerprint = fingerprint(net.state_dict())
+        self.embed_dim = net.config.vision.embed_dim
 
     # --- checkpoints ------------------------------------------------------------------------
     @classmethod
     def load(cls, path, device="auto", spec: str | None = None) -> "VLPModel":
-        path = Path(path)
-        for name in ("config.json", "tokenizer.json", "model.safetensors"):
-            if not (path / name).is_file():
-                raise ValueError(f"The checkpoint at {path} is incomplete: {name} is missing.")
-        try:
-            config = VLPConfig.from_dict(json.loads((path / "config.json").read_text())["model"])
-            tokenizer = Tokenizer.load(path / "tokenizer.json")
-            state = load_file(path / "model.safetensors")
-            net = VLP(config, pad_id=tokenizer.pad_id)
-            net.load_state_dict(state, strict=True)
-        except Exception as err:  # a corrupt file fails in many ways; the user needs one sentence
-            raise ValueError(f"The checkpoint at {path} could not be read ({type(err).__name__}: {err}).") from None
-        metrics_file = path / "metrics.json"
-        metrics = json.loads(metrics_file.read_text()) if metrics_file.is_file() else {}
-        return cls(net, tokenizer, spec or path.name, metrics, device)
+        net, tokenizer, metrics = read_checkpoint(path)
+        return cls(net, tokenizer, spec or Path(path).name, metrics, device)
 
     def save(self, path, extra_config: dict | None = None) -> None:
-        """Write the checkpoint folder atomically: into a temporary folder, then renamed."""
+        """Write the checkpoint folder atomically (see vlp/checkpoint.py)."""
         save_checkpoint(self.net, self.tokenizer, path, self.metrics, extra_config)
-
-    @property
-    def embed_dim(self) -> int:
-        return self.net.config.vision.embed_dim
 
     def card(self) -> dict:
         return {
@@ -90,19 +69,21 @@ class VLPModel:
             ],
         }
 
+    def vision_shape(self) -> tuple[int, int]:
+        vision = self.net.config.vision
+        return vision.layers, vision.heads
+
     # --- input checks -----------------------------------------------------------------------
     def check_text(self, text: str, what: str = "text") -> str:
-        """Refuse, in one sentence, what this model cannot read."""
-        if not isinstance(text, str) or not text.strip():
-            raise ValueError(f"The {what} is empty.")
+        """`text` if this model can read it; else BadText or UnknownWords, one sentence."""
+        text = check_text(text, what, MAX_QUESTION_CHARS)
         words = self.tokenizer.encode(text)
         limit = min(MAX_QUESTION_WORDS, self.net.config.decoder.context_length - 4)
         if len(words) > limit:
-            raise ValueError(f"The {what} is too long: {len(words)} words, at most {limit}.")
+            raise BadText(f"The {what} is too long: {len(words)} words, at most {limit}.")
         unknown = self.tokenizer.unknown_words(text)
         if unknown:
-            listed = ", ".join(f"'{w}'" for w in dict.fromkeys(unknown))
-            raise ValueError(f"The model does not know the word(s) {listed}; it knows only Shapes World words.")
+            raise UnknownWords(unknown, what)
         return text
 
     def _pixels(self, images) -> torch.Tensor:
@@ -112,37 +93,26 @@ class VLPModel:
         ids, _ = self.tokenizer.batch(texts, self.net.config.text.context_length)
         return ids.to(self.device)
 
-    # --- the public API ---------------------------------------------------------------------
-    @torch.no_grad()
+    # --- the protocol -----------------------------------------------------------------------
     def embed_images(self, images, batch_size: int = 256) -> np.ndarray:
         """float32 (N, embed_dim), L2-normalised rows."""
-        out = []
-        for i in range(0, len(images), batch_size):
-            with autocast(self.device):
-                emb = self.net.encode_image(self._pixels(images[i : i + batch_size])).embedding
-            out.append(F.normalize(emb.float(), dim=-1).cpu().numpy())
-        return np.concatenate(out) if out else np.zeros((0, self.embed_dim), np.float32)
+        return self.embed_in_batches(list(images), lambda chunk: self.net.encode_image(self._pixels(chunk)).embedding,
+                                     batch_size)
 
-    @torch.no_grad()
     def embed_texts(self, texts: list[str], batch_size: int = 1024) -> np.ndarray:
         """float32 (N, embed_dim), L2-normalised rows."""
-        texts = [self.check_text(t) for t in texts]
-        out = []
-        for i in range(0, len(texts), batch_size):
-            with autocast(self.device):
-                emb = self.net.encode_text(self._ids(texts[i : i + batch_size]))[0]
-            out.append(F.normalize(emb.float(), dim=-1).cpu().numpy())
-        return np.concatenate(out) if out else np.zeros((0, self.embed_dim), np.float32)
+        texts = [self.check_text(t) for t in ([texts] if isinstance(texts, str) else texts)]
+        return self.embed_in_batches(texts, lambda chunk: self.net.encode_text(self._ids(chunk)).embedding, batch_size)
 
-    @torch.no_grad()
-    def caption(self, image, num_beams: int = 1, max_length: int = 30, use_cache: bool = True) -> str:
-        return self.caption_many([image], num_beams, max_length, use_cache)[0]
+    def logit_scale(self) -> float:
+        return float(self.net.logit_scale.detach().exp())
+
+    def caption(self, image, num_beams: int = 1, max_length: int = 30) -> str:
+        return self.caption_many([image], num_beams, max_length)[0]
 
     @torch.no_grad()
     def caption_many(self, images, num_beams: int = 1, max_length: int = 30, use_cache: bool = True) -> list[str]:
-        if not 1 <= num_beams <= 16:
-            raise ValueError(f"num_beams must be between 1 and 16, got {num_beams}.")
-        max_length = max(1, min(int(max_length), self.net.config.decoder.context_length - 1))
+        num_beams, max_length = check_beams(num_beams), check_max_length(max_length)
         tokens = self._image_tokens(images)
         prompts = [[self.tokenizer.bos_id]] * len(images)
         ids = self._generate(tokens, prompts, max_length, num_beams, use_cache)
@@ -153,8 +123,8 @@ class VLPModel:
 
     @torch.no_grad()
     def answer_many(self, images, questions: list[str]) -> list[str]:
-        tokens = self._image_tokens(images)
-        ids = self._generate(tokens, [self._qa_prompt(q) for q in questions], 4, 1, True)
+        prompts = [self._qa_prompt(q) for q in questions]
+        ids = self._generate(self._image_tokens(images), prompts, ANSWER_WORDS, 1, True)
         return [self.tokenizer.decode(r) for r in ids]
 
     @torch.no_grad()
@@ -173,22 +143,15 @@ class VLPModel:
         """Probability (ITM head) that `text` describes `image`."""
         return float(self.match_many(image, [text])[0])
 
-    @torch.no_grad()
     def match_many(self, image, texts: list[str]) -> np.ndarray:
+        """`match` for each text; the image is encoded once. float32 (N,)."""
         texts = [self.check_text(t) for t in texts]
-        tokens = self._image_tokens([image])
-        ids = self._ids(texts)
-        with autocast(self.device):
-            logits = self.net.match_logits(ids, tokens.expand(len(texts), -1, -1))
-        return logits.float().softmax(-1)[:, 1].cpu().numpy()
+        return self._match(self._image_tokens([image]).expand(len(texts), -1, -1), texts)
 
-    @torch.no_grad()
     def match_pairs(self, images, texts: list[str]) -> np.ndarray:
-        """ITM probability of each (image, text) pair."""
-        ids = self._ids([self.check_text(t) for t in texts])
-        with autocast(self.device):
-            logits = self.net.match_logits(ids, self._image_tokens(images))
-        return logits.float().softmax(-1)[:, 1].cpu().numpy()
+        """ITM probability of each (image, text) pair. float32 (N,)."""
+        texts = [self.check_text(t) for t in texts]
+        return self._match(self._image_tokens(images), texts)
 
     @torch.no_grad()
     def attention(self, image, text: str | None = None, num_beams: int = 1) -> AttentionMaps:
@@ -207,33 +170,28 @@ class VLPModel:
         cross = [c[0, :, :n].float().cpu().numpy() for c in out.cross_attentions]
         text_self = [a[0, :, 1 : n + 1, 1 : n + 1].float().cpu().numpy() for a in out.self_attentions]
         vision = self.net.config.vision
-        shown = pixels_to_image(pixels[0], vision.mean, vision.std)
         return AttentionMaps(
-            image=shown,
-            grid=self.net.config.vision.grid,
+            image=pixels_to_image(pixels[0], vision.mean, vision.std),
+            grid=vision.grid,
             vision=[a[0].float().cpu().numpy() for a in image_out.attentions],
             tokens=[self.tokenizer.decode([w]) for w in words],
             cross=cross,
             text=text_self,
         )
 
-    def classify(self, image, labels: list[str], templates: list[str] | None = None) -> dict[str, float]:
-        """Zero-shot: softmax over the ITC similarity of the image to each label's texts."""
-        templates = templates or ["{}"]
-        if not labels:
-            raise ValueError("Give at least one label.")
-        img = self.embed_images([image])[0]
-        texts = self.embed_texts([t.format(label) for label in labels for t in templates])
-        per_label = texts.reshape(len(labels), len(templates), -1).mean(1)
-        per_label /= np.linalg.norm(per_label, axis=-1, keepdims=True)
-        logits = self.net.logit_scale.detach().exp().item() * per_label @ img
-        p = np.exp(logits - logits.max())
-        return dict(zip(labels, (p / p.sum()).tolist()))
-
     # --- helpers ----------------------------------------------------------------------------
+    @torch.no_grad()
     def _image_tokens(self, images) -> torch.Tensor:
         with autocast(self.device):
             return self.net.encode_image(self._pixels(images)).tokens
+
+    @torch.no_grad()
+    def _match(self, image_tokens: torch.Tensor, texts: list[str]) -> np.ndarray:
+        if not texts:
+            return np.zeros(0, np.float32)
+        with autocast(self.device):
+            logits = self.net.match_logits(self._ids(texts), image_tokens)
+        return logits.float().softmax(-1)[:, 1].cpu().numpy()
 
     def _qa_prompt(self, question: str) -> list[int]:
         q = self.tokenizer.encode(self.check_text(question, "question"))
@@ -246,43 +204,3 @@ class VLPModel:
                 self.net.decoder, tokens, prompts, self.tokenizer.eos_id, self.tokenizer.pad_id,
                 min(max_new, limit), num_beams, use_cache,
             )
-
-
-@contextmanager
-def atomic_folder(path):
-    """Yield a temporary folder beside `path`; when the block succeeds it replaces `path` whole.
-
-    A crash half-way leaves the old folder as it was (and no half-written one in its place).
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
-    try:
-        yield tmp
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    old = path.with_name(f".{path.name}.old")
-    shutil.rmtree(old, ignore_errors=True)
-    if path.exists():
-        os.replace(path, old)
-    os.replace(tmp, path)
-    shutil.rmtree(old, ignore_errors=True)
-
-
-def save_checkpoint(net: VLP, tokenizer: Tokenizer, path, metrics: dict | None = None, extra: dict | None = None) -> None:
-    """config.json + model.safetensors + tokenizer.json (+ metrics.json), written atomically."""
-    with atomic_folder(path) as tmp:
-        write_checkpoint(net, tokenizer, tmp, metrics, extra)
-
-
-def write_checkpoint(net: VLP, tokenizer: Tokenizer, folder: Path, metrics: dict | None = None,
-                     extra: dict | None = None) -> None:
-    """The checkpoint files, into an existing folder."""
-    state = {k: v.detach().cpu().contiguous() for k, v in net.state_dict().items()}
-    save_file(state, folder / "model.safetensors")
-    config = {"format": "vlp-1", "model": net.config.to_dict(), **(extra or {})}
-    (folder / "config.json").write_text(json.dumps(config, indent=2))
-    tokenizer.save(folder / "tokenizer.json")
-    if metrics:
-        (folder / "metrics.json").write_text(json.dumps(metrics, indent=2))

@@ -6,6 +6,9 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from vlp.errors import BadArgument
+from vlp.limits import MAX_WORKED_TOKENS, MAX_WORKED_WIDTH
+
 if TYPE_CHECKING:
     from PIL import Image
 
@@ -43,14 +46,18 @@ def worked_example(q, k, v) -> WorkedExample:
         q: (T, d_k) or (T,) queries; k: (S, d_k) or (S,) keys; v: (S, d_v) or (S,) values.
             A 1-D input is read as one feature per token (d = 1).
     Raises:
-        ValueError: when the shapes do not fit together.
+        BadArgument: when the shapes do not fit together, are larger than a worked example
+            needs (`vlp.limits.MAX_WORKED_TOKENS` × `MAX_WORKED_WIDTH`), or the numbers overflow.
     """
     q, k, v = (_as_matrix(a, name) for a, name in ((q, "Q"), (k, "K"), (v, "V")))
     if q.shape[1] != k.shape[1]:
-        raise ValueError(f"Q and K need the same width d_k; got {q.shape[1]} and {k.shape[1]}.")
+        raise BadArgument(f"Q and K need the same width d_k; got {q.shape[1]} and {k.shape[1]}.")
     if k.shape[0] != v.shape[0]:
-        raise ValueError(f"K and V need one row per key; got {k.shape[0]} and {v.shape[0]} rows.")
-    scores = q @ k.T
+        raise BadArgument(f"K and V need one row per key; got {k.shape[0]} and {v.shape[0]} rows.")
+    with np.errstate(over="ignore", invalid="ignore"):
+        scores = q @ k.T
+    if not np.isfinite(scores).all():
+        raise BadArgument("The numbers are too large: QKᵀ overflows; use smaller values.")
     scaled = scores / np.sqrt(q.shape[1])
     shifted = np.exp(scaled - scaled.max(axis=1, keepdims=True))  # minus the max: same softmax, no overflow
     weights = shifted / shifted.sum(axis=1, keepdims=True)
@@ -62,9 +69,12 @@ def _as_matrix(a, name: str) -> np.ndarray:
     if a.ndim == 1:
         a = a[:, None]
     if a.ndim != 2 or a.shape[0] == 0 or a.shape[1] == 0:
-        raise ValueError(f"{name} must be a non-empty matrix (tokens × features); got shape {a.shape}.")
+        raise BadArgument(f"{name} must be a non-empty matrix (tokens × features); got shape {a.shape}.")
     if not np.isfinite(a).all():
-        raise ValueError(f"{name} holds a value that is not a finite number.")
+        raise BadArgument(f"{name} holds a value that is not a finite number.")
+    if a.shape[0] > MAX_WORKED_TOKENS or a.shape[1] > MAX_WORKED_WIDTH:
+        raise BadArgument(f"{name} is {a.shape[0]}×{a.shape[1]}; a worked example takes at most "
+                          f"{MAX_WORKED_TOKENS} tokens × {MAX_WORKED_WIDTH} features.")
     return a
 
 

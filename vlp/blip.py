@@ -26,18 +26,13 @@ import torch
 import torch.nn.functional as F
 
 from vlp.attention import AttentionMaps
+from vlp.checkpoint import fingerprint
 from vlp.device import autocast, pick_device
-from vlp.images import load_image
-from vlp.pretrained import (
-    ANSWERER,
-    CAPTIONER,
-    EMBEDDER,
-    MATCHER,
-    check_texts,
-    fingerprint,
-    hub_snapshot,
-    pixels_to_image,
-)
+from vlp.errors import BadCheckpoint, ModelUnavailable, Unsupported
+from vlp.hub import hub_snapshot
+from vlp.images import load_image, pixels_to_image
+from vlp.limits import MAX_QUESTION_CHARS, check_beams, check_max_length, check_text, check_texts
+from vlp.protocol import ANSWERER, CAPTIONER, MATCHER, Capabilities, ModelBase
 
 # transformers' class name (config.json `architectures`) → what the checkpoint does.
 KINDS = {
@@ -48,13 +43,14 @@ KINDS = {
 HUB_FILES = ["*.json", "*.txt", "*.safetensors"]  # config, processor, tokenizer, weights: no pickles
 HUB_ID = re.compile(r"^[\w.-]+/[\w.-]+$")
 ANSWER_MAX_LENGTH = 10  # tokens, [DEC] included: BLIP's own setting for VQA answers
+EMBED_BATCH = 16  # images or texts per forward pass when embedding many
 
 
 def load_blip(name: str, device: str | None = "auto") -> "BLIPModel":
     """A BLIP folder (saved with `save_pretrained`, processor beside it) or a Hub id → a BLIPModel.
 
     Raises:
-        ValueError: one sentence: no such folder, weights not on this machine (with the command
+        vlp.errors.VLPError: one sentence: no such folder, weights not on this machine (with the command
             that fetches them), or a config naming no BLIP head.
     """
     import transformers
@@ -62,23 +58,23 @@ def load_blip(name: str, device: str | None = "auto") -> "BLIPModel":
     folder = Path(name).expanduser()
     if not folder.is_dir():
         if not HUB_ID.match(name):
-            raise ValueError(f"No BLIP folder at {name}, and it is not a Hugging Face model id (ORG/NAME).")
+            raise ModelUnavailable(f"No BLIP folder at {name}, and it is not a Hugging Face model id (ORG/NAME).")
         required = ["config.json", "*.safetensors"]
         folder = hub_snapshot(name, HUB_FILES, required, f"The BLIP model {name}", f"hf download {name}")
     if not (folder / "config.json").is_file():
-        raise ValueError(f"No config.json in {folder}: save a BLIP model there with save_pretrained.")
+        raise BadCheckpoint(f"No config.json in {folder}: save a BLIP model there with save_pretrained.")
     if not list(folder.glob("*.safetensors")):
-        raise ValueError(f"No .safetensors weights in {folder}; vlp loads no pickled weights.")
+        raise BadCheckpoint(f"No .safetensors weights in {folder}; vlp loads no pickled weights.")
     architectures = json.loads((folder / "config.json").read_text()).get("architectures") or ["none"]
     if architectures[0] not in KINDS:
-        raise ValueError(f"{name} is a {architectures[0]} model; vlp loads BLIP as one of {', '.join(KINDS)}.")
+        raise Unsupported(f"{name} is a {architectures[0]} model; vlp loads BLIP as one of {', '.join(KINDS)}.")
     cls = getattr(transformers, architectures[0])
     model = cls.from_pretrained(folder, attn_implementation="eager", use_safetensors=True)
     processor = transformers.BlipProcessor.from_pretrained(folder)
     return BLIPModel(model, processor, KINDS[architectures[0]], f"blip:{name}", pick_device(device))
 
 
-class BLIPModel:
+class BLIPModel(ModelBase):
     """A transformers BLIP model behind vlp's protocol; what it can do depends on its head."""
 
     def __init__(self, model, processor, kind: str, spec: str, device: torch.device):
@@ -89,10 +85,10 @@ class BLIPModel:
         self.processor = processor
         self.spec = spec
         self.device = device
-        self.can_caption = kind == "caption"
-        self.can_answer = kind == "vqa"
-        self.has_itm = kind == "itm"
-        # Only the retrieval head projects images and texts into one space.
+        # Only the retrieval head matches (ITM) and projects images and texts into one space (ITC).
+        self.capabilities = Capabilities(caption=kind == "caption", answer=kind == "vqa",
+                                         match="probability" if kind == "itm" else None,
+                                         embed=kind == "itm", attention=True)
         self.embed_dim = model.config.image_text_hidden_size if kind == "itm" else 0
 
     def card(self) -> dict:
@@ -109,12 +105,13 @@ class BLIPModel:
             "It was trained on English text and knows only what its pretraining images showed.",
             "It can be confidently wrong, and it answers even questions the image cannot answer.",
         ]
-        if not self.can_caption:
+        can = self.capabilities
+        if not can.caption:
             limits.append(f"It cannot caption; load a captioner such as {CAPTIONER}.")
-        if not self.can_answer:
+        if not can.answer:
             limits.append(f"It cannot answer questions; load a VQA model such as {ANSWERER}.")
-        if not self.has_itm:
-            limits.append(f"It cannot match or embed; load a retrieval model such as {MATCHER} or {EMBEDDER}.")
+        if not can.itm:
+            limits.append(f"It cannot match or embed; load a retrieval model such as {MATCHER}.")
         return {
             "name": self.spec,
             "description": f"BLIP (Li et al., 2022), a ViT image encoder with a head that {what}; run by transformers.",
@@ -127,11 +124,16 @@ class BLIPModel:
             "limits": limits,
         }
 
+    def vision_shape(self) -> tuple[int, int]:
+        vision = self.model.config.vision_config
+        return vision.num_hidden_layers, vision.num_attention_heads
+
     # Inputs → tensors.
 
-    def _pixels(self, image) -> torch.Tensor:
-        image = load_image(image)
-        return self.processor(images=image, return_tensors="pt")["pixel_values"].to(self.device)
+    def _pixels(self, images) -> torch.Tensor:
+        """One image, or a list of them, → BLIP's pixel batch."""
+        images = [load_image(i) for i in (images if isinstance(images, list) else [images])]
+        return self.processor(images=images, return_tensors="pt")["pixel_values"].to(self.device)
 
     def _text(self, texts: list[str]) -> dict[str, torch.Tensor]:
         enc = self.processor(text=texts, padding=True, return_tensors="pt")
@@ -143,16 +145,13 @@ class BLIPModel:
     def _decode(self, ids: torch.Tensor) -> str:
         return self.processor.decode(ids, skip_special_tokens=True).strip()
 
-    def _require(self, able: bool, sentence: str) -> None:
-        if not able:
-            raise ValueError(sentence)
-
     # Generation.
 
     @torch.no_grad()
     def caption(self, image, num_beams: int = 1, max_length: int = 30) -> str:
         """A caption: greedy (num_beams=1) or beam search; at most `max_length` tokens."""
-        self._require(self.can_caption, f"{self.spec} cannot caption; load a captioner such as {CAPTIONER}.")
+        self.require("caption")
+        num_beams, max_length = check_beams(num_beams), check_max_length(max_length)
         with autocast(self.device):
             ids = self.model.generate(pixel_values=self._pixels(image), num_beams=num_beams, max_length=max_length)
         return self._decode(ids[0])
@@ -186,9 +185,8 @@ class BLIPModel:
         return sorted(scores.items(), key=lambda kv: -kv[1])[:k]
 
     def _question(self, image, question: str) -> dict[str, torch.Tensor]:
-        self._require(self.can_answer, f"{self.spec} cannot answer questions; load a VQA model such as {ANSWERER}.")
-        if not isinstance(question, str) or not question.strip():
-            raise ValueError("Ask a question: the question is empty.")
+        self.require("answer")
+        question = check_text(question, "question", MAX_QUESTION_CHARS)
         return {"pixel_values": self._pixels(image), **self._text([question])}
 
     def _answer_log_probs(self, inputs: dict[str, torch.Tensor], answers: torch.Tensor) -> torch.Tensor:
@@ -221,7 +219,7 @@ class BLIPModel:
     @torch.no_grad()
     def match_many(self, image, texts) -> np.ndarray:
         """`match` for each text: float32 (N,). The image is encoded once."""
-        self._require(self.has_itm, f"{self.spec} has no matching head; load {MATCHER}.")
+        self.require("match")
         texts = check_texts(texts)
         if not texts:
             return np.zeros(0, np.float32)
@@ -234,32 +232,24 @@ class BLIPModel:
             logits = self.model.itm_head(hidden[:, 0])  # (N, 2): no, yes
         return logits.float().softmax(-1)[:, 1].cpu().numpy().astype(np.float32)
 
-    @torch.no_grad()
     def embed_images(self, images) -> np.ndarray:
         """ITC image embeddings: float32 (N, embed_dim), L2-normalised rows."""
-        self._require(self.has_itm, f"{self.spec} makes no joint embeddings; load {MATCHER} or {EMBEDDER}.")
-        out = [np.zeros((0, self.embed_dim), np.float32)]
-        for image in images:
-            with autocast(self.device):
-                cls = self._image_tokens(self._pixels(image)).last_hidden_state[:, 0]
-                e = self.model.vision_proj(cls)
-            out.append(F.normalize(e.float(), dim=-1).cpu().numpy())
-        return np.concatenate(out)
+        self.require("embed")
+        return self.embed_in_batches(
+            list(images), lambda chunk: self.model.vision_proj(self._image_tokens(self._pixels(chunk)).last_hidden_state[:, 0]),
+            EMBED_BATCH)
 
-    @torch.no_grad()
     def embed_texts(self, texts) -> np.ndarray:
         """ITC text embeddings (the text encoder without the image): float32 (N, embed_dim)."""
-        self._require(self.has_itm, f"{self.spec} makes no joint embeddings; load {MATCHER} or {EMBEDDER}.")
-        texts = check_texts(texts)
-        if not texts:
-            return np.zeros((0, self.embed_dim), np.float32)
-        with autocast(self.device):
-            cls = self.model.text_encoder(**self._text(texts)).last_hidden_state[:, 0]
-            e = self.model.text_proj(cls)
-        return F.normalize(e.float(), dim=-1).cpu().numpy()
+        self.require("embed")
+        return self.embed_in_batches(
+            check_texts(texts), lambda chunk: self.model.text_proj(self.model.text_encoder(**self._text(chunk)).last_hidden_state[:, 0]),
+            EMBED_BATCH)
 
-    def classify(self, image, labels, templates=None) -> dict[str, float]:
-        raise ValueError(f"blip models do not classify zero-shot here; load a CLIP model such as {EMBEDDER}.")
+    def logit_scale(self) -> float:
+        """BLIP's contrastive temperature is not in transformers' retrieval checkpoints; 1 / 0.07,
+        the value BLIP starts training from, scales classify's logits."""
+        return 1 / 0.07
 
     # Attention.
 

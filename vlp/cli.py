@@ -4,6 +4,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from vlp.errors import VLPError
+
 
 def add_arguments(parser: argparse.ArgumentParser, command_name: str) -> None:
     parser.add_argument("--model", default="vlp-tiny", metavar="SPEC", help="model spec (default: vlp-tiny)")
@@ -30,7 +32,7 @@ def main(args, command_name: str) -> int:
             print(model.answer(args.image, args.question))
             for word, p in model.answer_scores(args.image, args.question, args.k) if args.k else []:
                 print(f"  {word}\t{p:.3f}")
-    except ValueError as err:  # bad input or a missing model: one sentence, no traceback
+    except VLPError as err:  # bad input or a missing model: one sentence, no traceback
         print(f"error: {err}", file=sys.stderr)
         return 2
     return 0

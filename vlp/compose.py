@@ -12,43 +12,44 @@ import hashlib
 
 import numpy as np
 
+from vlp.protocol import Capabilities, Model, ModelBase
 
-def compose(main, captioner) -> "Composite":
+
+def compose(main: Model, captioner: Model) -> "Composite":
     """`main` embeds, classifies and shows attention; `captioner` captions and answers."""
     return Composite(main, captioner)
 
 
-class Composite:
-    """Routes each protocol method to the part that can serve it.
+class Composite(ModelBase):
+    """Routes each protocol method to the part that can serve it, by the parts' capabilities.
 
     - caption / answer / answer_scores: the captioner when it can, else the main model.
-    - embed_images / embed_texts / classify / attention: the main model.
-    - match / match_many: the part with a trained image–text matching head (`has_itm`),
-      the captioner first (e.g. a BLIP retrieval model), else the main model.
+    - embed_images / embed_texts / classify / attention / vision_shape: the main model.
+    - match / match_many / match_pairs: the part whose match score is a trained probability
+      (ITM), the captioner first (e.g. a BLIP retrieval model); else the main model's
+      (e.g. CLIP's squashed cosine).
     """
 
-    def __init__(self, main, captioner):
+    def __init__(self, main: Model, captioner: Model):
         self.main = main
         self.captioner = captioner
         self.spec = f"{main.spec} + {captioner.spec}"
         self.fingerprint = hashlib.sha256(f"{main.fingerprint}+{captioner.fingerprint}".encode()).hexdigest()[:12]
         self.embed_dim = main.embed_dim
         self.device = main.device
-        self.can_caption = captioner.can_caption or main.can_caption
-        self.can_answer = captioner.can_answer or main.can_answer
-        self.has_itm = getattr(captioner, "has_itm", False) or getattr(main, "has_itm", False)
-
-    @property
-    def _writer(self):
-        return self.captioner if self.captioner.can_caption or not self.main.can_caption else self.main
-
-    @property
-    def _answerer(self):
-        return self.captioner if self.captioner.can_answer or not self.main.can_answer else self.main
-
-    @property
-    def _matcher(self):
-        return self.captioner if getattr(self.captioner, "has_itm", False) else self.main
+        self._writer = captioner if captioner.capabilities.caption else main
+        self._answerer = captioner if captioner.capabilities.answer else main
+        self._matcher = next(
+            (m for m in (captioner, main) if m.capabilities.itm),
+            next((m for m in (main, captioner) if m.capabilities.match), main),
+        )
+        self.capabilities = Capabilities(
+            caption=self._writer.capabilities.caption,
+            answer=self._answerer.capabilities.answer,
+            match=self._matcher.capabilities.match,
+            embed=main.capabilities.embed,
+            attention=main.capabilities.attention,
+        )
 
     def card(self) -> dict:
         a, b = self.main.card(), self.captioner.card()
@@ -61,11 +62,20 @@ class Composite:
             "limits": [f"{card['name']}: {limit}" for card in (a, b) for limit in card["limits"]],
         }
 
+    def vision_shape(self) -> tuple[int, int]:
+        return self.main.vision_shape()
+
     def caption(self, image, num_beams: int = 1, max_length: int = 30) -> str:
         return self._writer.caption(image, num_beams=num_beams, max_length=max_length)
 
+    def caption_many(self, images, num_beams: int = 1, max_length: int = 30) -> list[str]:
+        return self._writer.caption_many(images, num_beams=num_beams, max_length=max_length)
+
     def answer(self, image, question: str) -> str:
         return self._answerer.answer(image, question)
+
+    def answer_many(self, images, questions: list[str]) -> list[str]:
+        return self._answerer.answer_many(images, questions)
 
     def answer_scores(self, image, question: str, k: int = 5) -> list[tuple[str, float]]:
         return self._answerer.answer_scores(image, question, k=k)
@@ -75,6 +85,9 @@ class Composite:
 
     def match_many(self, image, texts) -> np.ndarray:
         return self._matcher.match_many(image, texts)
+
+    def match_pairs(self, images, texts) -> np.ndarray:
+        return self._matcher.match_pairs(images, texts)
 
     def embed_images(self, images) -> np.ndarray:
         return self.main.embed_images(images)

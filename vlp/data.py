@@ -5,14 +5,12 @@ sees the same picture twice and cannot memorise.
 """
 from __future__ import annotations
 
-import dataclasses
-
 import numpy as np
 import torch
 
 from vlp import world
 from vlp.model import Batch
-from vlp.text import Tokenizer
+from vlp.tokenizer import Tokenizer
 from vlp.vision import VisionConfig, normalise
 
 _CODES = {(s, c, z): i for i, (s, c, z) in enumerate(
@@ -50,7 +48,7 @@ class WorldBatches:
             text, kind = self._describe(scene, rng)
             texts.append(text)
             kinds.append(kind)
-            wrong.append(self.near_miss(scene, kind, rng))
+            wrong.append(world.near_miss(scene, kind, rng))
         qa, answer_mask, qa_images = self._questions(scenes, rng)
         captions = [world.caption(s) for s in scenes]
         return Batch(
@@ -80,36 +78,6 @@ class WorldBatches:
         obj = scene.objects[rng.integers(len(scene.objects))]
         return world.mention(obj, with_size=bool(rng.random() < 0.5)), "mention"
 
-    @staticmethod
-    def near_miss(scene: world.Scene, kind: str, rng) -> str:
-        """A false text one detail away from a true one: an attribute or the relation changed."""
-        for _ in range(20):
-            i = rng.integers(len(scene.objects))
-            o = scene.objects[i]
-            field, values = [("shape", world.SHAPES), ("color", world.COLORS), ("size", world.SIZES)][rng.integers(3)]
-            value = values[rng.integers(len(values))]
-            changed = dataclasses.replace(o, **{field: value, "scale": None})
-            if value == getattr(o, field) or (changed.color, changed.shape) in world.HELD_OUT:
-                continue
-            others = [p for j, p in enumerate(scene.objects) if j != i]
-            if any((p.color, p.shape) == (changed.color, changed.shape) for p in others):
-                continue
-            if kind == "mention":
-                text = world.mention(changed, with_size=field == "size" or bool(rng.random() < 0.5))
-            else:
-                objects = list(scene.objects)
-                objects[i] = changed
-                text = world.caption(dataclasses.replace(scene, objects=objects))
-                if len(objects) == 2 and rng.random() < 0.3:
-                    text = _swap_relation(scene)
-            if not world.holds(text, scene):
-                return text
-        # rarely reached: name an object the scene does not hold
-        absent = [(c, s) for c in world.COLORS for s in world.SHAPES
-                  if (c, s) not in world.HELD_OUT and not any((o.color, o.shape) == (c, s) for o in scene.objects)]
-        color, shape = absent[rng.integers(len(absent))]
-        return world.mention(world.Obj(shape, color, "small", 0.5, 0.5), with_size=False)
-
     def _questions(self, scenes, rng) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Two questions per scene: one of any type, one that favours relations.
 
@@ -132,13 +100,6 @@ class WorldBatches:
             ids[i, : len(row)] = torch.tensor(row)
             mask[i, answer_start : len(row)] = True  # the answer and [EOS] are the targets
         return ids, mask, torch.tensor(images)
-
-
-def _swap_relation(scene: world.Scene) -> str:
-    """The canonical two-object caption with its objects in the wrong order: a false relation."""
-    a, b = sorted(scene.objects, key=lambda o: (o.x, o.y))
-    swapped = dataclasses.replace(scene, objects=[dataclasses.replace(a, x=b.x, y=b.y), dataclasses.replace(b, x=a.x, y=a.y)])
-    return world.caption(swapped)
 
 
 def _object_codes(scenes) -> tuple[np.ndarray, np.ndarray]:

@@ -3,7 +3,7 @@
 Every answer can be checked against the scene it was asked about:
 - VQA accuracy, overall and per question type (five questions per scene, one per type where the
   scene allows it);
-- caption accuracy (the caption parses back to exactly the scene, WORLD.md's rule), and
+- caption accuracy (the caption parses back to exactly the scene, docs/world.md's rule), and
   BLEU-4 / CIDEr against the canonical captions (pycocoevalcap's scorers);
 - text → image: P@1 (the top image holds what the canonical caption names) and R@5 (the
   caption's own image is in the top five); image → text R@1 (the top caption is true of the
@@ -19,22 +19,26 @@ from collections import defaultdict
 import numpy as np
 
 from vlp import world
+from vlp.protocol import Model
 
 QUESTIONS_PER_SCENE = 5
 
 
-def evaluate(model, split: str = "test", n: int = 500, batch_size: int = 100) -> dict:
+def evaluate(model: Model, split: str = "test", n: int = 500, batch_size: int = 100) -> dict:
     """All metrics for `model` on the first `n` scenes of `split`, as a flat-ish dict."""
     scenes = world.scenes(split, n)
     images = [world.render(s) for s in scenes]
     captions = [world.caption(s) for s in scenes]
     out: dict = {"split": split, "scenes": n}
-    if getattr(model, "can_answer", False):
+    can = model.capabilities
+    if can.answer:
         out |= _vqa(model, scenes, images, batch_size)
-    if getattr(model, "can_caption", False):
+    if can.caption:
         out |= _captioning(model, scenes, images, captions, batch_size)
-    out |= _retrieval(model, scenes, images, captions)
-    out |= _matching(model, scenes, images, captions, batch_size)
+    if can.embed:
+        out |= _retrieval(model, scenes, images, captions)
+    if can.match:
+        out |= _matching(model, scenes, images, captions, batch_size)
     return out
 
 
@@ -59,7 +63,7 @@ def _vqa(model, scenes, images, batch_size) -> dict:
             qs.append((i, q, a, t))
     predicted = []
     for chunk in _batches(qs, batch_size):
-        predicted += _answer_many(model, [images[i] for i, *_ in chunk], [q for _, q, _, _ in chunk])
+        predicted += model.answer_many([images[i] for i, *_ in chunk], [q for _, q, _, _ in chunk])
     per_type = defaultdict(list)
     for (_, _, a, t), p in zip(qs, predicted):
         per_type[t].append(p.strip() == a)
@@ -77,7 +81,7 @@ def _captioning(model, scenes, images, captions, batch_size) -> dict:
 
     generated = []
     for chunk in _batches(images, batch_size):
-        generated += _caption_many(model, chunk)
+        generated += model.caption_many(chunk)
     correct = [world.caption_correct(g, s) for g, s in zip(generated, scenes)]
     refs = {i: [c] for i, c in enumerate(captions)}
     hyps = {i: [g or "[empty]"] for i, g in enumerate(generated)}
@@ -101,14 +105,12 @@ def _retrieval(model, scenes, images, captions) -> dict:
 
 
 def _matching(model, scenes, images, captions, batch_size) -> dict:
-    from vlp.data import WorldBatches
-
     rng = np.random.default_rng(11)
-    wrong = [WorldBatches.near_miss(s, "full", rng) for s in scenes]
+    wrong = [world.near_miss(s, "full", rng) for s in scenes]
     pairs = [(im, c, 1) for im, c in zip(images, captions)] + [(im, w, 0) for im, w in zip(images, wrong)]
     probs = []
     for chunk in _batches(pairs, batch_size):
-        probs += list(_match_pairs(model, [p[0] for p in chunk], [p[1] for p in chunk]))
+        probs += list(model.match_pairs([p[0] for p in chunk], [p[1] for p in chunk]))
     labels = np.array([p[2] for p in pairs])
     said = np.array(probs) > 0.5
     return {
@@ -116,25 +118,6 @@ def _matching(model, scenes, images, captions, batch_size) -> dict:
         "itm_matched_accuracy": float(np.mean(said[labels == 1])),
         "itm_near_miss_accuracy": float(np.mean(~said[labels == 0])),
     }
-
-
-# Batched calls where the model has them; one at a time otherwise (any model of the protocol).
-def _answer_many(model, images, questions):
-    if hasattr(model, "answer_many"):
-        return model.answer_many(images, questions)
-    return [model.answer(i, q) for i, q in zip(images, questions)]
-
-
-def _caption_many(model, images):
-    if hasattr(model, "caption_many"):
-        return model.caption_many(images)
-    return [model.caption(i) for i in images]
-
-
-def _match_pairs(model, images, texts):
-    if hasattr(model, "match_pairs"):
-        return model.match_pairs(images, texts)
-    return [model.match(i, t) for i, t in zip(images, texts)]
 
 
 def add_arguments(parser: argparse.ArgumentParser, command_name: str = "eval") -> None:

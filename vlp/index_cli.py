@@ -11,7 +11,15 @@ import argparse
 import sys
 from pathlib import Path
 
-from vlp.index import INDEX_TYPES, Hit, SearchIndex, check_save_path
+from tqdm import tqdm
+
+from vlp import world
+from vlp.errors import BadArgument, VLPError
+from vlp.faiss_index import INDEX_TYPES
+from vlp.index import AddReport, Hit, SearchIndex
+from vlp.index_store import check_save_path
+
+SCENE_CHUNK = 1024  # scenes drawn at a time: a million drawn at once would hold 12 GB of pixels
 
 
 def add_arguments(parser: argparse.ArgumentParser, command_name: str = "index") -> None:
@@ -44,19 +52,24 @@ def add_arguments(parser: argparse.ArgumentParser, command_name: str = "index") 
 def main(args: argparse.Namespace, command_name: str = "index") -> int:
     try:
         return _build(args) if args.action == "build" else _search(args)
-    except ValueError as err:
+    except VLPError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
 
 
 def _build(args) -> int:
-    source = _source(args)  # check the input and the output before loading a model
+    # check the input and the output before loading a model
+    folder = _folder(args.images) if args.images is not None else None
+    scenes = _scenes(args.world) if args.world is not None else None
     out = check_save_path(args.out)
     if args.batch_size < 1:
-        raise ValueError(f"--batch-size must be at least 1, got {args.batch_size}.")
+        raise BadArgument(f"--batch-size must be at least 1, got {args.batch_size}.")
     model = _load_model(args.model)
-    index = SearchIndex(model, args.index_type)
-    report = index.add(source, batch_size=args.batch_size, progress=not args.no_progress)
+    index = SearchIndex(model, args.index_type, image_of=world.scene_image)
+    if folder is not None:
+        report = index.add(folder, batch_size=args.batch_size, progress=not args.no_progress)
+    else:
+        report = _add_scenes(index, scenes, args.batch_size, progress=not args.no_progress)
     if args.no_progress:  # with progress on, `add` has printed what it skipped
         print(report, file=sys.stderr)
     index.save(out)
@@ -65,36 +78,47 @@ def _build(args) -> int:
     return 0
 
 
-def _source(args):
-    """The folder, or the list of world scenes, that `build` indexes."""
-    if args.images is not None:
-        folder = Path(args.images).expanduser()
-        if not folder.is_dir():
-            raise ValueError(f"No folder at {folder}.")
-        return folder
-    split, _, count = args.world.partition(":")
-    from vlp import world
+def _folder(name: str) -> Path:
+    folder = Path(name).expanduser()
+    if not folder.is_dir():
+        raise BadArgument(f"No folder at {folder}.")
+    return folder
 
+
+def _scenes(spec: str) -> list[world.Scene]:
+    """The world scenes that `--world SPLIT:N` names."""
+    split, _, count = spec.partition(":")
     if split not in world.SPLITS or not count.isdigit() or int(count) < 1:
-        raise ValueError(f"--world takes SPLIT:N with SPLIT one of {', '.join(world.SPLITS)} and N a positive "
-                         f"number, e.g. test:2000; got {args.world!r}.")
+        raise BadArgument(f"--world takes SPLIT:N with SPLIT one of {', '.join(world.SPLITS)} and N a positive "
+                          f"number, e.g. test:2000; got {spec!r}.")
     return world.scenes(split, int(count))
+
+
+def _add_scenes(index: SearchIndex, scenes: list[world.Scene], batch_size: int, progress: bool) -> AddReport:
+    """Draw the scenes and add them with their JSON and captions, SCENE_CHUNK at a time."""
+    report = AddReport()
+    with tqdm(total=len(scenes), unit="scene", desc="indexing", disable=not progress) as bar:
+        for start in range(0, len(scenes), SCENE_CHUNK):
+            images, metadata = world.scene_items(scenes[start:start + SCENE_CHUNK])
+            report.added += index.add(images, metadata, batch_size=batch_size, progress=False).added
+            bar.update(len(images))
+    return report
 
 
 def _search(args) -> int:
     if (args.query is None) == (args.image is None):
-        raise ValueError("Give either a text to search for or --image PATH, not both and not neither.")
+        raise BadArgument("Give either a text to search for or --image PATH, not both and not neither.")
     if args.captions and args.image is None:
-        raise ValueError("--captions searches captions for an image; it needs --image PATH.")
+        raise BadArgument("--captions searches captions for an image; it needs --image PATH.")
     manifest = SearchIndex.read_manifest(args.index)
     model = _load_model(args.model or manifest["model"]["spec"])
-    index = SearchIndex.load(args.index, model)
+    index = SearchIndex.load(args.index, model, image_of=world.scene_image)  # re-ranking draws scenes again
     if args.image is None:
         hits = index.search_text(args.query, k=args.k, rerank=args.rerank)
     elif args.captions:
         hits = index.search_texts_for_image(args.image, k=args.k, rerank=args.rerank)
     elif args.rerank:
-        raise ValueError("--rerank scores texts against images; use it with a text query or with --captions.")
+        raise BadArgument("--rerank scores texts against images; use it with a text query or with --captions.")
     else:
         hits = index.search_image(args.image, k=args.k)
     score = "ITM probability" if args.rerank else "cosine similarity"
@@ -107,7 +131,7 @@ def _search(args) -> int:
 def _describe(hit: Hit) -> str:
     if hit.path is not None:
         return hit.path
-    if hit.scene is not None:
+    if "scene" in hit.meta:
         return f"{hit.caption}  (scene {hit.id})"
     if hit.caption is not None:
         return hit.caption

@@ -81,6 +81,13 @@ class KVCache:
     def length(self) -> int:
         return 0 if self.k is None else self.k.shape[2]
 
+    def append(self, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Keep this step's keys and values (B, heads, t, head_dim) after the cached ones; return all."""
+        if self.k is not None:
+            k, v = torch.cat([self.k, k], dim=2), torch.cat([self.v, v], dim=2)  # (B, heads, S, head_dim)
+        self.k, self.v = k, v
+        return k, v
+
 
 class Attention(nn.Module):
     """Multi-head attention, self (context=None) or cross (keys and values from `context`).
@@ -104,9 +111,25 @@ class Attention(nn.Module):
         nn.init.xavier_uniform_(self.in_proj_weight)
         nn.init.zeros_(self.out_proj.bias)
 
-    def _heads(self, x: torch.Tensor) -> torch.Tensor:
+    def _project(self, x: torch.Tensor, part: str) -> torch.Tensor:
+        """x (B, n, dim) through the query, key or value projection (part "q", "k" or "v"), split into heads."""
         b, n, _ = x.shape
-        return x.view(b, n, self.num_heads, self.head_dim).transpose(1, 2)  # (B, heads, n, hd)
+        i = "qkv".index(part)
+        y = F.linear(x, self.in_proj_weight.chunk(3)[i], self.in_proj_bias.chunk(3)[i])  # (B, n, dim)
+        return y.view(b, n, self.num_heads, self.head_dim).transpose(1, 2)  # (B, heads, n, head_dim)
+
+    def _keys_values(
+        self, x: torch.Tensor, context: torch.Tensor | None, cache: KVCache | None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Keys and values (B, heads, S, head_dim) of x (self-attention) or of `context` (cross)."""
+        source = x if context is None else context
+        if cache is None:
+            return self._project(source, "k"), self._project(source, "v")
+        if context is None:  # self-attention: this step's keys and values after the earlier steps'
+            return cache.append(self._project(x, "k"), self._project(x, "v"))
+        if cache.k is None:  # cross-attention: the context never changes, project it on the first step
+            cache.k, cache.v = self._project(context, "k"), self._project(context, "v")
+        return cache.k, cache.v
 
     def forward(
         self,
@@ -126,20 +149,8 @@ class Attention(nn.Module):
         Returns:
             (out (B, T, dim), weights or None).
         """
-        w_q, w_k, w_v = self.in_proj_weight.chunk(3)
-        b_q, b_k, b_v = self.in_proj_bias.chunk(3)
-        q = self._heads(F.linear(x, w_q, b_q))
-        if context is not None and cache is not None and cache.k is not None:
-            k, v = cache.k, cache.v  # cross-attention context already projected
-        else:
-            source = x if context is None else context
-            k = self._heads(F.linear(source, w_k, b_k))
-            v = self._heads(F.linear(source, w_v, b_v))
-            if cache is not None:
-                if context is None and cache.k is not None:
-                    k = torch.cat([cache.k, k], dim=2)
-                    v = torch.cat([cache.v, v], dim=2)
-                cache.k, cache.v = k, v
+        q = self._project(x, "q")  # (B, heads, T, head_dim)
+        k, v = self._keys_values(x, context, cache)  # (B, heads, S, head_dim)
         dropout = self.dropout if self.training else 0.0
         if need_weights:
             out, weights = scaled_dot_product_attention(q, k, v, mask, dropout, self.training)

@@ -18,15 +18,15 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from vlp.text import DecoderConfig, MultimodalDecoder, TextConfig, TextEncoder
-from vlp.vision import VisionConfig, VisionTransformer
+from vlp.text import DecoderConfig, MultimodalDecoder, TextConfig, TextEncoder, TextOutput, at_end_token
+from vlp.vision import VisionConfig, VisionOutput, VisionTransformer
 
 
 @dataclass
 class VLPConfig:
-    vision: VisionConfig
-    text: TextConfig
-    decoder: DecoderConfig
+    vision: VisionConfig  # the image encoder
+    text: TextConfig  # the text encoder, for contrastive learning
+    decoder: DecoderConfig  # the multimodal decoder: captions, answers, image–text matching
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -92,27 +92,28 @@ class VLP(nn.Module):
         self.logit_scale = nn.Parameter(torch.tensor(math.log(1 / 0.07)))  # CLIP's initial temperature
 
     # --- the towers -------------------------------------------------------------------------
-    def encode_image(self, pixels: torch.Tensor, need_weights: bool = False):
+    def encode_image(self, pixels: torch.Tensor, need_weights: bool = False) -> VisionOutput:
+        """pixels (B, 3, H, W), preprocessed."""
         return self.visual(pixels, need_weights)
 
-    def encode_text(self, ids: torch.Tensor, need_weights: bool = False):
+    def encode_text(self, ids: torch.Tensor, need_weights: bool = False) -> TextOutput:
+        """ids (B, T), right-padded with the pad id."""
         return self.text(ids, ids != self.pad_id, need_weights)
 
     def match_logits(self, ids: torch.Tensor, image_tokens: torch.Tensor) -> torch.Tensor:
         """(B, 2) no-match / match scores, read from the decoder at each text's end token."""
-        hidden = self.decoder(ids, image_tokens).hidden
-        end = (ids == self.config.text.eos_id).int().argmax(dim=-1)
-        return self.itm_head(hidden[torch.arange(ids.shape[0], device=ids.device), end])
+        hidden = self.decoder(ids, image_tokens).hidden  # (B, T, width)
+        return self.itm_head(at_end_token(hidden, ids, self.config.text.eos_id))
 
     # --- the objectives ---------------------------------------------------------------------
     def forward(self, batch: Batch) -> dict[str, torch.Tensor]:
         """All four losses on one batch, as a dict of named terms (the trainer weighs them)."""
         image = self.encode_image(batch.pixels)
-        image_emb = F.normalize(image.embedding.float(), dim=-1)
-        text_emb = F.normalize(self.encode_text(batch.texts)[0].float(), dim=-1)
+        image_emb = F.normalize(image.embedding.float(), dim=-1)  # (B, embed_dim)
+        text_emb = F.normalize(self.encode_text(batch.texts).embedding.float(), dim=-1)  # (B, embed_dim)
         losses = {"itc": itc_loss(image_emb, text_emb, batch.positives, self.logit_scale.exp().clamp(max=100))}
         with torch.no_grad():
-            sim = (image_emb @ text_emb.T).float()
+            sim = (image_emb @ text_emb.T).float()  # (B images, B texts)
         losses["itm"], losses["itm_acc"] = self.itm_loss(batch, image.tokens, sim)
         losses["caption"] = self.lm_loss(batch.captions, image.tokens, batch.captions != self.pad_id)
         losses["vqa"] = self.lm_loss(batch.qa, image.tokens[batch.qa_images], batch.answer_mask)
@@ -120,11 +121,14 @@ class VLP(nn.Module):
 
     def lm_loss(self, ids: torch.Tensor, image_tokens: torch.Tensor, predict: torch.Tensor) -> torch.Tensor:
         """Next-token cross-entropy where `predict` marks the tokens to be predicted."""
-        logits = self.decoder(ids[:, :-1], image_tokens).logits  # position t predicts token t + 1
-        targets = ids[:, 1:].masked_fill(~predict[:, 1:], -100)
+        # position t predicts token t + 1
+        logits = self.decoder(ids[:, :-1], image_tokens).logits  # (B, L − 1, vocab)
+        targets = ids[:, 1:].masked_fill(~predict[:, 1:], -100)  # (B, L − 1); -100: not a target
         return F.cross_entropy(logits.flatten(0, 1).float(), targets.flatten(), ignore_index=-100)
 
-    def itm_loss(self, batch: Batch, image_tokens: torch.Tensor, sim: torch.Tensor):
+    def itm_loss(
+        self, batch: Batch, image_tokens: torch.Tensor, sim: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """Positives, plus per image a hard negative text and per text a hard negative image.
 
         Negatives are sampled in proportion to softmax(similarity) over the pairs that are
@@ -134,13 +138,14 @@ class VLP(nn.Module):
         b = sim.shape[0]  # sim[i, j]: image i against text j
         wrong = ~batch.true_of  # wrong[j, i]: text j is false of image i
         has_neg = wrong.any(dim=0) & wrong.any(dim=1)
-        weights_t = (sim * 10).exp() * wrong.T  # image i → candidate texts j
-        weights_i = (sim.T * 10).exp() * wrong  # text j → candidate images i
+        weights_t = (sim * 10).exp() * wrong.T  # (B images, B texts): image i → candidate texts j
+        weights_i = (sim.T * 10).exp() * wrong  # (B texts, B images): text j → candidate images i
         weights_t[~has_neg] = 1.0
         weights_i[~has_neg] = 1.0
-        neg_text = torch.multinomial(weights_t, 1).squeeze(1)
-        neg_image = torch.multinomial(weights_i, 1).squeeze(1)
+        neg_text = torch.multinomial(weights_t, 1).squeeze(1)  # (B,)
+        neg_image = torch.multinomial(weights_i, 1).squeeze(1)  # (B,)
         keep = has_neg
+        # pairs: B positives, then K image–wrong text, K wrong image–text, B near misses (K = keep.sum())
         ids = _cat_padded([batch.texts, batch.texts[neg_text][keep], batch.texts[keep], batch.wrong_texts], self.pad_id)
         tokens = torch.cat([image_tokens, image_tokens[keep], image_tokens[neg_image][keep], image_tokens])
         labels = torch.cat([

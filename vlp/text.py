@@ -1,4 +1,4 @@
-"""Text: the tokenizer, the text encoder (for contrastive learning) and the multimodal decoder.
+"""Text: the text encoder (for contrastive learning) and the multimodal decoder.
 
 The decoder reads text causally and cross-attends to the image tokens; it captions, answers
 questions (the question as a prefix) and, from its hidden state at the end token, judges
@@ -9,71 +9,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import torch
-from tokenizers import Tokenizer as HFTokenizer
-from tokenizers import decoders, models, normalizers, pre_tokenizers
 from torch import nn
 
 from vlp.layers import BlockCaches, Transformer, causal_mask, combine_masks, padding_mask
-
-PAD, BOS, EOS, SEP, UNK = "[PAD]", "[BOS]", "[EOS]", "[SEP]", "[UNK]"
-SPECIALS = (PAD, BOS, EOS, SEP, UNK)
-
-
-class Tokenizer:
-    """A word-level tokenizer (Hugging Face `tokenizers`): lower-cases, splits off punctuation.
-
-    A word outside the vocabulary becomes [UNK]; it never raises.
-    """
-
-    def __init__(self, backend: HFTokenizer):
-        self.backend = backend
-        self.pad_id, self.bos_id, self.eos_id, self.sep_id, self.unk_id = (
-            backend.token_to_id(t) for t in SPECIALS
-        )
-
-    @classmethod
-    def from_words(cls, words) -> "Tokenizer":
-        vocab = {t: i for i, t in enumerate(SPECIALS)}
-        for w in sorted(set(words) - set(SPECIALS)):
-            vocab[w] = len(vocab)
-        backend = HFTokenizer(models.WordLevel(vocab, unk_token=UNK))
-        backend.normalizer = normalizers.Sequence([normalizers.NFKC(), normalizers.Lowercase()])
-        # \w+ runs and single punctuation marks: "circle?" → "circle", "?"
-        backend.pre_tokenizer = pre_tokenizers.Whitespace()
-        backend.decoder = decoders.WordPiece(prefix="##", cleanup=True)
-        return cls(backend)
-
-    @classmethod
-    def load(cls, path) -> "Tokenizer":
-        return cls(HFTokenizer.from_file(str(path)))
-
-    def save(self, path) -> None:
-        self.backend.save(str(path))
-
-    def __len__(self) -> int:
-        return self.backend.get_vocab_size()
-
-    def encode(self, text: str) -> list[int]:
-        """Word ids of `text`, no special tokens."""
-        return self.backend.encode(text, add_special_tokens=False).ids
-
-    def decode(self, ids) -> str:
-        """Text of `ids`, special tokens dropped, punctuation re-attached."""
-        words = [self.backend.id_to_token(int(i)) for i in ids]
-        return self.backend.decoder.decode([w for w in words if w not in SPECIALS])
-
-    def unknown_words(self, text: str) -> list[str]:
-        """The words of `text` that are not in the vocabulary, as written."""
-        enc = self.backend.encode(text, add_special_tokens=False)
-        return [text[a:b] for (a, b), i in zip(enc.offsets, enc.ids) if i == self.unk_id]
-
-    def batch(self, texts: list[str], max_len: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """[BOS] words [EOS], truncated to `max_len`, right-padded → (ids, keep), both (B, max_len)."""
-        rows = [[self.bos_id] + self.encode(t)[: max_len - 2] + [self.eos_id] for t in texts]
-        ids = torch.full((len(rows), max_len), self.pad_id, dtype=torch.long)
-        for i, r in enumerate(rows):
-            ids[i, : len(r)] = torch.tensor(r)
-        return ids, ids != self.pad_id
 
 
 @dataclass
@@ -88,6 +26,13 @@ class TextConfig:
     causal: bool = False  # CLIP's text tower is causal; vlp-tiny's encoder reads both ways
     quick_gelu: bool = False  # OpenAI's CLIP weights were trained with QuickGELU
     eos_id: int = 2  # the embedding is read at the first end token
+
+
+@dataclass
+class TextOutput:
+    tokens: torch.Tensor  # (B, T, width) after ln_final
+    embedding: torch.Tensor  # (B, embed_dim) projected end token, not normalised
+    attentions: list[torch.Tensor] = field(default_factory=list)  # per layer (B, heads, T, T)
 
 
 class TextEncoder(nn.Module):
@@ -110,18 +55,23 @@ class TextEncoder(nn.Module):
         self.ln_final = nn.LayerNorm(w)
         self.text_projection = nn.Parameter(w**-0.5 * torch.randn(w, config.embed_dim))
 
-    def forward(self, ids: torch.Tensor, keep: torch.Tensor | None = None, need_weights: bool = False):
-        """ids (B, T) → (embedding (B, embed_dim), per-layer attention weights)."""
+    def forward(self, ids: torch.Tensor, keep: torch.Tensor | None = None, need_weights: bool = False) -> TextOutput:
+        """Encode ids (B, T); `keep` (B, T) is True for real tokens (None: every token is)."""
         t = ids.shape[1]
-        x = self.token_embedding(ids) + self.positional_embedding[:t]
-        mask = causal_mask(t, device=ids.device) if self.config.causal else None
+        x = self.token_embedding(ids) + self.positional_embedding[:t]  # (B, T, width)
+        mask = causal_mask(t, device=ids.device) if self.config.causal else None  # (T, T)
         if keep is not None:
-            mask = combine_masks(mask, padding_mask(keep))
+            mask = combine_masks(mask, padding_mask(keep))  # (B, 1, T, T), or (B, 1, 1, T) without causal
         x, attentions, _ = self.transformer(x, mask=mask, need_weights=need_weights)
         x = self.ln_final(x)
-        end = (ids == self.config.eos_id).int().argmax(dim=-1)  # first end token per row
-        pooled = x[torch.arange(x.shape[0], device=x.device), end]
-        return pooled @ self.text_projection, attentions
+        embedding = at_end_token(x, ids, self.config.eos_id) @ self.text_projection  # (B, embed_dim)
+        return TextOutput(tokens=x, embedding=embedding, attentions=attentions)
+
+
+def at_end_token(x: torch.Tensor, ids: torch.Tensor, eos_id: int) -> torch.Tensor:
+    """Each row of x (B, T, width) at its first end token in ids (B, T) → (B, width)."""
+    end = (ids == eos_id).int().argmax(dim=-1)  # (B,)
+    return x[torch.arange(x.shape[0], device=x.device), end]
 
 
 @dataclass
@@ -139,7 +89,7 @@ class DecoderConfig:
 class DecoderOutput:
     hidden: torch.Tensor  # (B, T, width) after ln_final
     logits: torch.Tensor  # (B, T, vocab) next-token scores
-    self_attentions: list[torch.Tensor] = field(default_factory=list)  # per layer (B, heads, T, T)
+    self_attentions: list[torch.Tensor] = field(default_factory=list)  # per layer (B, heads, T, S), S = cached + T
     cross_attentions: list[torch.Tensor] = field(default_factory=list)  # per layer (B, heads, T, image tokens)
 
 
@@ -182,21 +132,22 @@ class MultimodalDecoder(nn.Module):
             positions: (B, T) position of each token; default 0 … T−1 after the cached ones.
             caches: per-block KV caches for incremental decoding (see `new_caches`).
         """
-        t = ids.shape[1]
+        t = ids.shape[1]  # T new tokens, after `past` cached ones: S = past + T keys in all
         past = caches[0].self_attn.length if caches else 0
         if positions is None:
-            positions = torch.arange(past, past + t, device=ids.device).expand(ids.shape[0], t)
-        x = self.token_embedding(ids) + self.positional_embedding[positions]
+            positions = torch.arange(past, past + t, device=ids.device).expand(ids.shape[0], t)  # (B, T)
+        x = self.token_embedding(ids) + self.positional_embedding[positions]  # (B, T, width)
         # one new token may see every earlier one: no mask needed (the common decoding step)
-        mask = causal_mask(t, past + t, device=ids.device) if t > 1 else None
+        mask = causal_mask(t, past + t, device=ids.device) if t > 1 else None  # (T, S)
         if keep is not None:
             # A padding query keeps its causal view: a row with no key would make softmax NaN.
-            is_pad_query = ~keep[:, past : past + t, None]  # (B, t, 1)
-            mask = combine_masks(mask, padding_mask(keep) | is_pad_query[:, None])
-        context = self.image_proj(image_tokens)
+            is_pad_query = ~keep[:, past : past + t, None]  # (B, T, 1)
+            visible = padding_mask(keep) | is_pad_query[:, None]  # (B, 1, 1, S) | (B, 1, T, 1) → (B, 1, T, S)
+            mask = combine_masks(mask, visible)  # (B, 1, T, S)
+        context = self.image_proj(image_tokens)  # (B, N, width)
         x, self_ws, cross_ws = self.transformer(
             x, mask=mask, context=context, need_weights=need_weights, caches=caches
         )
-        x = self.ln_final(x)
-        logits = x @ self.token_embedding.weight.T
+        x = self.ln_final(x)  # (B, T, width)
+        logits = x @ self.token_embedding.weight.T  # (B, T, vocab)
         return DecoderOutput(x, logits, self_ws, cross_ws)

@@ -24,9 +24,12 @@ from safetensors.torch import load_file, save_file
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
-from vlp.api import VLPModel, atomic_folder, save_checkpoint, write_checkpoint
+from vlp.api import VLPModel
+from vlp.atomic import atomic_folder, recover
+from vlp.checkpoint import save_checkpoint, write_checkpoint
 from vlp.data import WorldBatches, build_tokenizer
 from vlp.device import autocast, pick_device
+from vlp.errors import BadCheckpoint
 from vlp.model import SIZES, VLP, config_for
 
 LOSS_WEIGHTS = {"itc": 1.0, "itm": 1.0, "caption": 1.0, "vqa": 1.0}
@@ -45,6 +48,20 @@ class TrainConfig:
     eval_scenes: int = 200  # validation scenes per evaluation
     workers: int = 0  # data worker processes; 0 draws batches in the training process
     init: str | None = None  # start from this checkpoint's weights (continued pretraining)
+
+
+def train_step(model: torch.nn.Module, optimizer: torch.optim.Optimizer, batch, device: torch.device,
+               clip: float = 1.0) -> dict[str, torch.Tensor]:
+    """One optimisation step on `batch`: the weighted sum of the four losses, backward, gradient
+    clipping, AdamW. Returns the losses (detached) by name."""
+    with autocast(device):
+        losses = model(batch)
+    loss = sum(LOSS_WEIGHTS[k] * losses[k] for k in LOSS_WEIGHTS)
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(model.parameters(), clip)
+    optimizer.step()
+    return {k: v.detach() for k, v in losses.items()}
 
 
 def lr_at(step: int, cfg: TrainConfig) -> float:
@@ -107,6 +124,7 @@ def train(cfg: TrainConfig, out: Path, device_name: str = "auto", resume: bool =
     )
     out.mkdir(parents=True, exist_ok=True)
     start, elapsed = 0, 0.0
+    recover(out / "checkpoint")  # a save cut off by a crash: put its complete version back
     if resume and (out / "checkpoint" / "state.json").is_file():
         start, elapsed = _load_state(out / "checkpoint", net, optimizer, device)
         if main_process:
@@ -126,13 +144,7 @@ def train(cfg: TrainConfig, out: Path, device_name: str = "auto", resume: bool =
         for group in optimizer.param_groups:
             group["lr"] = lr_at(step, cfg)
         model.train()
-        with autocast(device):
-            losses = model(batch)
-        loss = sum(LOSS_WEIGHTS[k] * losses[k] for k in LOSS_WEIGHTS)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
-        optimizer.step()
+        losses = train_step(model, optimizer, batch, device)
         seen_since += cfg.batch_size * world_size
         if main_process and (step % 10 == 0 or step == cfg.steps - 1):
             rate = seen_since / (time.perf_counter() - t_since)
@@ -191,7 +203,7 @@ def _init_from(net: VLP, spec: str, tokenizer) -> None:
 
     source = vlp.load(spec, device="cpu")
     if not isinstance(source, VLPModel) or source.net.config != net.config or len(source.tokenizer) != len(tokenizer):
-        raise ValueError(f"--init {spec} is not a vlp checkpoint of this size and vocabulary.")
+        raise BadCheckpoint(f"--init {spec} is not a vlp checkpoint of this size and vocabulary.")
     net.load_state_dict(source.net.state_dict())
 
 

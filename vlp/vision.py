@@ -1,14 +1,14 @@
-"""The image encoder: a Vision Transformer in CLIP's layout, and the preprocessing it expects."""
+"""The image encoder: a Vision Transformer in CLIP's layout.
+
+It reads normalised pixels (`normalise`); `vlp.images.preprocess` turns any image into them.
+"""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-import numpy as np
 import torch
-from PIL import Image
 from torch import nn
 
-from vlp.images import load_image
 from vlp.layers import Transformer
 
 
@@ -36,25 +36,6 @@ class VisionOutput:
     tokens: torch.Tensor  # (B, 1 + grid², width) after ln_post: class token first, then patches
     embedding: torch.Tensor  # (B, embed_dim) projected class token, not normalised
     attentions: list[torch.Tensor] = field(default_factory=list)  # per layer (B, heads, T, T)
-
-
-def preprocess(images, config: VisionConfig) -> torch.Tensor:
-    """PIL images / paths / arrays → a normalised float batch (B, 3, image_size, image_size)."""
-    side = config.image_size
-    arrays = []
-    for image in images:
-        img = load_image(image)
-        if config.resize == "crop":
-            # as torchvision's Resize(side) + CenterCrop(side), which CLIP was trained with:
-            # the long side truncated, the crop offset rounded
-            w, h = img.size
-            img = img.resize((side, int(side * h / w)) if w <= h else (int(side * w / h), side), Image.BICUBIC)
-            left, top = round((img.width - side) / 2), round((img.height - side) / 2)
-            img = img.crop((left, top, left + side, top + side))
-        elif img.size != (side, side):
-            img = img.resize((side, side), Image.BICUBIC)
-        arrays.append(np.asarray(img, dtype=np.uint8))
-    return normalise(torch.from_numpy(np.stack(arrays)), config)
 
 
 def normalise(pixels: torch.Tensor, config: VisionConfig) -> torch.Tensor:

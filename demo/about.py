@@ -1,0 +1,93 @@
+"""The About tab (the model's card: what it is, what it was trained on, its measured metrics,
+what it cannot do) and the page header's line on which model is serving."""
+from __future__ import annotations
+
+from collections import OrderedDict
+
+import gradio as gr
+
+from vlp.protocol import CAPTIONER, EMBEDDER
+
+REAL_WEIGHTS = f"--model {EMBEDDER} --captioner {CAPTIONER}"  # the About tab's example
+METRIC_NAMES = {  # metrics.json keys in words; unknown keys are shown as they are
+    "scenes": "scenes evaluated",
+    "vqa_accuracy": "VQA accuracy",
+    "vqa_questions": "questions asked",
+    "vqa_by_type": "VQA accuracy",
+    "caption_accuracy": "captions exactly right",
+    "bleu4": "BLEU-4",
+    "cider": "CIDEr",
+    "t2i_p_at_1": "text → image precision@1",
+    "t2i_r_at_5": "text → image recall@5",
+    "i2t_r_at_1": "image → text recall@1",
+    "itm_accuracy": "ITM accuracy",
+    "itm_matched_accuracy": "ITM accuracy, matching pairs",
+    "itm_near_miss_accuracy": "ITM accuracy, near misses",
+}
+
+
+def _metric_value(v) -> str:
+    if isinstance(v, float):
+        return f"{v:.3f}" if abs(v) < 1000 else f"{v:,.0f}"
+    return str(v)
+
+
+def card_markdown(model) -> str:
+    """The model's card as Markdown: what it is, what it was trained on, its measured metrics,
+    what it cannot do, and how to load other weights."""
+    card = model.card()
+    lines = [f"## {card.get('name', model.spec)}", "", card.get("description", ""), "",
+             f"**Trained on:** {card.get('trained_on', 'unknown')}", "",
+             f"**Fingerprint:** `{model.fingerprint}`", ""]
+    metrics = card.get("metrics") or {}
+    runs = {"pretrain": "Pretraining", "train": "Training run"}  # how it was made, in order; not splits
+    splits = {name: m for name, m in metrics.items() if isinstance(m, dict) and name not in runs}
+    if splits:
+        rows = OrderedDict()
+        for split, m in splits.items():
+            for key, value in m.items():
+                name = METRIC_NAMES.get(key, key)
+                if isinstance(value, (int, float)) and not isinstance(value, bool):
+                    rows.setdefault(name, {})[split] = value
+                elif isinstance(value, dict):
+                    for sub, x in value.items():
+                        if isinstance(x, (int, float)):
+                            rows.setdefault(f"{name}: {sub}", {})[split] = x
+        names = list(splits)
+        lines += ["### Measured", "", "| metric | " + " | ".join(names) + " |",
+                  "| --- | " + " | ".join("---" for _ in names) + " |"]
+        lines += [f"| {key} | " + " | ".join(_metric_value(vals[n]) if n in vals else "" for n in names) + " |"
+                  for key, vals in rows.items()]
+        lines.append("")
+        mistakes_seen = [(split, m["caption_mistakes"]) for split, m in splits.items() if m.get("caption_mistakes")]
+        for split, seen in mistakes_seen[:1]:
+            lines += [f"Some captions it got wrong ({split} split):", ""]
+            lines += [f"- said *{x.get('said')}*, truth *{x.get('truth')}*" for x in seen[:3]]
+            lines.append("")
+    for key, title in runs.items():
+        run = metrics.get(key)
+        if isinstance(run, dict) and run:
+            how = ", ".join(f"{k} {v}" for k, v in run.items() if k != "command")
+            lines += [f"**{title}:** {how}", ""]
+            if run.get("command"):
+                lines += [f"Reproduce: `{run['command']}`", ""]
+    if not metrics:
+        lines += ["No measured metrics ship with this model.", ""]
+    lines += ["### What it cannot do", ""] + [f"- {x}" for x in card.get("limits", [])]
+    lines += ["", "### Other models", "",
+              "Start the demo on real weights (downloaded once, then offline):", "",
+              f"```\npython app.py {REAL_WEIGHTS}\n```",
+              "", "A Shapes World model only knows shapes: on a photo it still answers in circles and squares."]
+    return "\n".join(lines)
+
+
+def model_line(model) -> str:
+    """One line for the page header: which model is serving and what it can do."""
+    can = model.capabilities
+    serves = [name for name, able in (("captions", can.caption), ("answers", can.answer), ("search", can.embed)) if able]
+    return f"Model **{model.spec}** (`{model.fingerprint}`) · serves " + (", ".join(serves) or "attention only")
+
+
+def build_about_tab(model) -> None:
+    with gr.Tab("About", id="about"):
+        gr.Markdown(card_markdown(model))

@@ -1,0 +1,105 @@
+"""The Ask tab: a question about the image, the answer, the model's top first words, and the
+verdict when the demo drew the scene (and so knows the true answer)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import gradio as gr
+import numpy as np
+
+from vlp import world
+from vlp.errors import BadImage, Unsupported
+from vlp.limits import MAX_QUESTION_CHARS, check_text
+from vlp.protocol import ANSWERER
+
+from demo.inputs import PRIVATE, checked_image, notice, safe
+from demo.scenes import KnownScenes, pixel_key
+
+GENERIC_QUESTIONS = [  # for uploads: Shapes World questions, which every model can read
+    "how many shapes are there?",
+    "what color is the circle?",
+    "what shape is the red object?",
+    "is there a blue square?",
+    "is the red circle left of the blue square?",
+]
+
+
+@dataclass
+class AnswerResult:
+    answer: str
+    scores: dict[str, float]  # the top-5 first answer words: probability
+    verdict: str  # Markdown: right or wrong against the true answer; empty when it is unknown
+
+
+def cannot_answer(model) -> str:
+    return (f"{model.spec} cannot answer questions. Start the demo with a VQA model, e.g. "
+            f"`--model {ANSWERER}`.")
+
+
+def answer(model, image, question: str, known: KnownScenes | None = None) -> AnswerResult:
+    """Answer the question about the image; judge the answer when the demo knows the truth."""
+    if not model.capabilities.answer:
+        raise Unsupported(cannot_answer(model))
+    img = checked_image(image)
+    question = check_text(question, "question", MAX_QUESTION_CHARS)
+    said = model.answer(img, question)
+    scores = {word.strip() or "(end of answer)": float(p) for word, p in model.answer_scores(img, question, k=5)}
+    truth = known.true_answer(img, question) if known else None
+    note = ""
+    if truth is not None:
+        note = f"✓ Right: the answer is **{truth}**." if said.strip() == truth else f"✗ The true answer is **{truth}**."
+    return AnswerResult(said, scores, note)
+
+
+def example_questions(image, known: KnownScenes, n: int = 5) -> list[str]:
+    """Questions about the scene when the demo drew it (remembering their answers), else
+    generic Shapes World questions."""
+    try:
+        img = checked_image(image)
+    except BadImage:
+        return list(GENERIC_QUESTIONS)
+    found = known.find(img)
+    if found is None:
+        return list(GENERIC_QUESTIONS)
+    scene, _ = found
+    rng = np.random.default_rng(int(pixel_key(img)[:8], 16))
+    asked: dict[str, str] = {}
+    types = world.question_types(scene)
+    for attempt in range(8 * n):
+        q, a, _ = world.sample_question(scene, rng, types[attempt % len(types)])
+        asked.setdefault(q, a)
+        if len(asked) == n:
+            break
+    known.remember_answers(img, asked)
+    return list(asked)
+
+
+def build_ask_tab(model, image: gr.Image, known: KnownScenes) -> None:
+    with gr.Tab("Ask", id="ask"):
+        if not model.capabilities.answer:
+            notice(cannot_answer(model))
+        with gr.Row():
+            question = gr.Textbox(label="Question", placeholder="what color is the circle?", scale=3,
+                                  max_length=MAX_QUESTION_CHARS)
+            ask_btn = gr.Button("Ask", variant="primary", scale=1, interactive=model.capabilities.answer)
+        questions = gr.Dataset(components=[question], samples=[[q] for q in GENERIC_QUESTIONS],
+                               label="Example questions for this image (click one)")
+        with gr.Row():
+            with gr.Column():
+                answer_out = gr.Textbox(label="Answer", interactive=False, elem_id="answer-out")
+                answer_verdict = gr.Markdown()
+            answer_probs = gr.Label(num_top_classes=5, label="Top-5 first answer words")
+
+    @safe
+    def on_answer(img, question):
+        result = answer(model, img, question, known)
+        return result.answer, result.scores, result.verdict
+
+    def on_image(img):
+        samples = [[q] for q in example_questions(img, known)]
+        return gr.Dataset(samples=samples), "", None, ""
+
+    image.change(on_image, [image], [questions, answer_out, answer_probs, answer_verdict], **PRIVATE)
+    questions.click(lambda sample: sample[0], [questions], [question], **PRIVATE)
+    ask_btn.click(on_answer, [image, question], [answer_out, answer_probs, answer_verdict], api_name="answer")
+    question.submit(on_answer, [image, question], [answer_out, answer_probs, answer_verdict], api_visibility="private")

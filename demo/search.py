@@ -1,0 +1,192 @@
+"""The Search tab: the shared gallery (and a visitor's own images, kept in their session only)
+searched by a sentence or by the image on the left, optionally re-ranked by a trained
+image–text matching head."""
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import gradio as gr
+from PIL import Image
+
+from vlp import world
+from vlp.errors import BadArgument, BadImage, Unsupported
+from vlp.images import load_image
+from vlp.index import Hit, SearchIndex
+from vlp.limits import MAX_ADD_FILES, MAX_K, check_k, check_text
+from vlp.protocol import EMBEDDER
+
+from demo import draw
+from demo.gallery import Gallery
+from demo.inputs import PRIVATE, checked_image, notice, safe
+
+ADD_CHUNK = 8  # files embedded per step of the progress bar
+
+
+@dataclass
+class SearchResult:
+    pictures: list[tuple[Image.Image, str]]  # each hit's picture and its label, best first
+    summary: str  # Markdown: how many, how ordered, how fast; nearest captions for an image query
+
+
+def cannot_search(model) -> str:
+    return (f"{model.spec} does not embed images and texts into one space, so it cannot search. "
+            f"Start the demo with e.g. `--model {EMBEDDER}`.")
+
+
+def _require_search(model) -> None:
+    if not model.capabilities.embed:
+        raise Unsupported(cannot_search(model))
+
+
+def hit_picture(hit: Hit) -> Image.Image | None:
+    """What to show for a hit: its scene drawn again, or its file; None when the file is gone."""
+    scene = world.scene_image(hit.meta)
+    if scene is not None:
+        return draw.upscale(scene, 192)
+    if hit.path is None:
+        return None
+    try:
+        image = load_image(hit.path)
+    except BadImage:  # deleted or changed since it was indexed
+        return None
+    image.thumbnail((256, 256))
+    return image
+
+
+def hit_label(hit: Hit, own: bool, reranked: bool) -> str:
+    name = hit.caption or (Path(hit.path).name if hit.path else f"item {hit.id}")
+    what = "ITM" if reranked else "cos"
+    return f"{hit.rank}. {what} {hit.score:.3f} · {'yours: ' if own else ''}{name}"
+
+
+def search(model, gallery: Gallery, own: SearchIndex | None, text: str = "", image=None, k: int = 8,
+           rerank: bool = False) -> SearchResult:
+    """Search the gallery (and the session's own images, `own`) by a sentence, or by an image
+    when the sentence is empty."""
+    _require_search(model)
+    k = check_k(k)
+    by_text = isinstance(text, str) and bool(text.strip())
+    if not by_text and image is None:
+        raise BadArgument("Type a sentence to search for, or give an image to search with.")
+    if by_text and rerank and not model.capabilities.itm:
+        raise Unsupported(f"{model.spec} has no image–text matching head to re-rank with; turn re-ranking off.")
+    index = gallery.get()
+    start = time.perf_counter()
+    if by_text:
+        query = check_text(text, "search text")
+        found = [(hit, False) for hit in index.search_text(query, k, rerank=rerank)]
+        if own is not None and len(own):
+            found += [(hit, True) for hit in own.search_text(query, k, rerank=rerank)]
+    else:
+        img = checked_image(image)
+        rerank = False
+        found = [(hit, False) for hit in index.search_image(img, k)]
+        if own is not None and len(own):
+            found += [(hit, True) for hit in own.search_image(img, k)]
+    found.sort(key=lambda pair: -pair[0].score)
+    pictures = []
+    for rank, (hit, mine) in enumerate(found[:k], 1):
+        hit.rank = rank
+        picture = hit_picture(hit)
+        if picture is not None:
+            pictures.append((picture, hit_label(hit, mine, rerank)))
+    ms = (time.perf_counter() - start) * 1000
+    summary = (f"{len(pictures)} results for **{query}**" if by_text else f"{len(pictures)} images nearest to the image") + (
+        f" in {ms:.0f} ms · " + ("re-ranked by the ITM head" if rerank else "ordered by cosine similarity of the embeddings"))
+    if not by_text and len(index.texts):
+        captions = index.search_texts_for_image(img, k=3)
+        summary += "  \nNearest captions in the gallery: " + "; ".join(f"*{h.caption}* ({h.score:.3f})" for h in captions)
+    return SearchResult(pictures, summary)
+
+
+@dataclass
+class AddResult:
+    own: SearchIndex  # the session's own index, with the new images
+    summary: str  # Markdown: how many were added, and what was skipped and why
+
+
+def add_images(model, own: SearchIndex | None, files,
+               progress: Callable[[float, str], object] | None = None) -> AddResult:
+    """Add image files to the session's own index (created on first use)."""
+    _require_search(model)
+    paths = [str(f) for f in files or []]
+    if not paths:
+        raise BadArgument("Choose one or more image files to add.")
+    if len(paths) > MAX_ADD_FILES:
+        raise BadArgument(f"Add at most {MAX_ADD_FILES} images at a time, not {len(paths)}.")
+    if own is None:
+        own = SearchIndex(model)
+    added, skipped = 0, []
+    for start in range(0, len(paths), ADD_CHUNK):
+        report = own.add(paths[start:start + ADD_CHUNK], progress=False)
+        added += report.added
+        skipped += [(Path(where).name, why) for where, why in report.skipped]
+        if progress is not None:
+            done = min(start + ADD_CHUNK, len(paths))
+            progress(done / len(paths), f"indexed {done} of {len(paths)}")
+    text = f"Added {added} of your image{'s' * (added != 1)}; you have {len(own)} in all (only you see them)."
+    if skipped:
+        text += "  \nSkipped: " + "; ".join(f"{name}: {why}" for name, why in skipped)
+    return AddResult(own, text)
+
+
+def index_summary(gallery: Gallery, own: SearchIndex | None) -> str:
+    text = "**The gallery:** " + gallery.describe()
+    if own is not None and len(own):
+        text += f"  \n**Yours:** {len(own)} image{'s' * (len(own) != 1)} (this session only)"
+    return text
+
+
+def build_search_tab(model, image: gr.Image, gallery: Gallery, page: gr.Blocks) -> None:
+    """The tab; `page` is the whole demo, whose load event shows the gallery's current state."""
+    itm = model.capabilities.itm
+    with gr.Tab("Search", id="search"):
+        if not model.capabilities.embed:
+            notice(cannot_search(model))
+        index_md = gr.Markdown(gallery.describe())
+        with gr.Row():
+            query = gr.Textbox(label="Search by a sentence", scale=3,
+                               placeholder="a large red circle to the left of a small blue square")
+            search_btn = gr.Button("Search", variant="primary", scale=1)
+        with gr.Row():
+            k = gr.Slider(1, MAX_K, value=8, step=1, label="Results")
+            rerank = gr.Checkbox(value=False, label="Re-rank with the ITM head", interactive=itm,
+                                 info="cosine finds candidates; ITM reads image and text together"
+                                 if itm else "this model has no ITM head")
+            image_search_btn = gr.Button("Search with the image on the left")
+        results_md = gr.Markdown()
+        results = gr.Gallery(label="Results", columns=4, elem_id="results", height="auto", object_fit="contain",
+                             format="png", elem_classes="pixelated", allow_preview=True)
+        with gr.Accordion("Add your own images (only you see them)", open=False):
+            files = gr.File(file_count="multiple", file_types=["image"], type="filepath", label="Images")
+            add_btn = gr.Button("Add to my search")
+            add_md = gr.Markdown()
+        own = gr.State(None)
+
+    @safe
+    def on_search(text, img, k, rerank, own):
+        result = search(model, gallery, own, text, img, k, rerank)
+        return result.pictures, result.summary
+
+    @safe
+    def on_search_image(img, k, own):
+        result = search(model, gallery, own, "", img, k, False)
+        return result.pictures, result.summary
+
+    @safe
+    def on_add(files, own, progress=gr.Progress()):
+        result = add_images(model, own, files, progress)
+        return result.own, result.summary, index_summary(gallery, result.own)
+
+    def summary(own):
+        return index_summary(gallery, own)
+
+    search_btn.click(on_search, [query, image, k, rerank, own], [results, results_md], api_name="search").then(
+        summary, [own], [index_md], **PRIVATE)
+    query.submit(on_search, [query, image, k, rerank, own], [results, results_md], api_visibility="private")
+    image_search_btn.click(on_search_image, [image, k, own], [results, results_md], api_name="search_image")
+    add_btn.click(on_add, [files, own], [own, add_md, index_md], api_name="add_images")
+    page.load(summary, [own], [index_md], **PRIVATE)
