@@ -24,7 +24,8 @@ from PIL import Image
 from benchmarks.search import clustered_unit_vectors
 from vlp import faiss_index, index_store, world
 from vlp.errors import BadArgument, BadCheckpoint, BadText, Unsupported
-from vlp.index import MAX_RESULTS, SearchIndex
+from vlp.index import SearchIndex
+from vlp.limits import MAX_RESULTS
 from vlp.protocol import Capabilities, ModelBase
 
 PALETTE = {"red": (215, 45, 45), "green": (45, 160, 70), "blue": (45, 85, 215),

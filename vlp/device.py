@@ -5,6 +5,8 @@ import contextlib
 
 import torch
 
+from vlp.errors import BadArgument
+
 
 def pick_device(name: str | None = "auto") -> torch.device:
     """"auto" (or None) → cuda if available else cpu; otherwise the named device, checked."""
@@ -12,7 +14,7 @@ def pick_device(name: str | None = "auto") -> torch.device:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     device = torch.device(name)
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError("CUDA was asked for but no CUDA device is available; use --device cpu.")
+        raise BadArgument("CUDA was asked for but no CUDA device is available; use --device cpu.")
     return device
 
 

@@ -32,6 +32,10 @@ class UnknownWords(BadText):
         super().__init__(f"The model does not know the word(s) {listed} in the {what}; it knows only Shapes World words.")
 
 
+class BadScene(VLPError):
+    """A Shapes World scene breaks the world's contract (docs/world.md)."""
+
+
 class BadArgument(VLPError):
     """A setting is out of its range (beams, lengths, k, labels …)."""
 

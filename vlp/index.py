@@ -32,10 +32,9 @@ from vlp.faiss_index import GrowingIndex, nearest
 from vlp.images import load_image
 from vlp.index_items import check_metadata, entries
 from vlp.index_store import read_folder, read_manifest, write_folder
-from vlp.limits import check_text, whole_number
+from vlp.limits import MAX_RESULTS, check_text, whole_number
 from vlp.protocol import EMBEDDER, Model
 
-MAX_RESULTS = 10_000  # most hits one search returns (the demo asks for at most limits.MAX_K)
 RERANK_POOL = 20  # rerank=True re-scores max(RERANK_POOL, 4 * k) candidates with ITM
 
 ImageOf = Callable[[dict], object]  # an item's metadata -> its image again, or None

@@ -11,7 +11,8 @@ from vlp.errors import BadArgument, BadText
 
 MAX_BEAMS = 8  # beam search keeps at most this many hypotheses (cost grows linearly with it)
 MAX_CAPTION_WORDS = 40  # longest caption asked for, in tokens (vlp-tiny's decoder holds 40)
-MAX_K = 48  # most search results in one request
+MAX_K = 48  # most search results in one request to the demo
+MAX_RESULTS = 10_000  # most results one library search returns
 MAX_TEXT_CHARS = 300  # longest sentence to match, search with or explain
 MAX_QUESTION_CHARS = 200  # longest question
 MAX_EMBED_CHARS = 10_000  # longest text the library embeds (CLIP reads only its first 77 tokens)

@@ -7,6 +7,7 @@ import json
 import numpy as np
 from PIL import Image, ImageDraw
 
+from vlp.errors import BadScene
 from vlp.world.language import caption
 from vlp.world.scene import SHAPES, Scene, is_int
 
@@ -39,7 +40,7 @@ def render(scene: Scene, size: int | None = None) -> Image.Image:
     """Draw `scene` as a `size` x `size` RGB image (default: `scene.size`), anti-aliased."""
     size = scene.size if size is None else size
     if not is_int(size) or size < 1:
-        raise ValueError(f"size must be a positive whole number of pixels, got {size!r}.")
+        raise BadScene(f"size must be a positive whole number of pixels, got {size!r}.")
     big = size * SUPERSAMPLE
     image = Image.new("RGB", (big, big), tuple(scene.background))
     draw = ImageDraw.Draw(image)
@@ -56,7 +57,7 @@ def render(scene: Scene, size: int | None = None) -> Image.Image:
         elif obj.shape == "diamond":
             draw.polygon([(cx, y0), (x1, cy), (cx, y1), (x0, cy)], fill=rgb)
         else:
-            raise ValueError(f"Unknown shape {obj.shape!r}; expected one of {', '.join(SHAPES)}.")
+            raise BadScene(f"Unknown shape {obj.shape!r}; expected one of {', '.join(SHAPES)}.")
     return image.reduce(SUPERSAMPLE)  # box filter: each output pixel averages 4x4
 
 

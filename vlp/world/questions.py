@@ -7,6 +7,7 @@ import re
 
 import numpy as np
 
+from vlp.errors import BadArgument
 from vlp.world.language import COUNT_WORDS, INTROS, REL_WORDS, article, words
 from vlp.world.scene import ALL_PAIRS, COLORS, HELD_OUT, SHAPES, SIZES, Scene, above, left_of
 
@@ -121,15 +122,15 @@ def sample_question(scene: Scene, rng: np.random.Generator, qtype: str | None = 
 
     qtype None picks uniformly among `question_types(scene)`.
     Raises:
-        ValueError: qtype is unknown, or the scene has no such question (e.g. 'relation' with
+        BadArgument: qtype is unknown, or the scene has no such question (e.g. 'relation' with
             one object, 'shape' when no colour is unique).
     """
     if qtype is None:
         qtype = _pick(rng, question_types(scene))
     elif qtype not in QUESTION_TYPES:
-        raise ValueError(f"Unknown question type {qtype!r}; expected one of {', '.join(QUESTION_TYPES)}.")
+        raise BadArgument(f"Unknown question type {qtype!r}; expected one of {', '.join(QUESTION_TYPES)}.")
     elif not _possible(scene, qtype):
-        raise ValueError(f"This scene has no {qtype} question with a unique referent.")
+        raise BadArgument(f"This scene has no {qtype} question with a unique referent.")
     if qtype == "color":
         question, answer = _pick(rng, _color_candidates(scene))
     elif qtype == "shape":

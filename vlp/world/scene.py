@@ -14,6 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
+from vlp.errors import BadScene
+
 SHAPES = ("circle", "square", "triangle", "diamond")
 COLORS = ("red", "green", "blue", "yellow", "purple", "orange")
 SIZES = ("small", "large")
@@ -84,48 +86,48 @@ class Scene:
         """Build and validate a scene; `size`, `background` and each object's `scale` are optional.
 
         Raises:
-            ValueError: one sentence naming what breaks docs/world.md's contract.
+            BadScene: one sentence naming what breaks docs/world.md's contract.
         """
         if not isinstance(d, dict):
-            raise ValueError(f"A scene must be a JSON object, got {type(d).__name__}.")
+            raise BadScene(f"A scene must be a JSON object, got {type(d).__name__}.")
         _no_unknown_keys(d, {"size", "background", "objects"}, "the scene")
         if not isinstance(d.get("objects"), list):
-            raise ValueError("A scene needs an 'objects' list.")
+            raise BadScene("A scene needs an 'objects' list.")
         objects = [_obj_from_dict(o, i) for i, o in enumerate(d["objects"])]
         background = d.get("background", DEFAULT_BACKGROUND)
         if (not isinstance(background, (list, tuple)) or len(background) != 3
                 or not all(is_int(c) and 0 <= c <= 255 for c in background)):
-            raise ValueError(f"background must be three integers in 0..255, got {background!r}.")
+            raise BadScene(f"background must be three integers in 0..255, got {background!r}.")
         scene = cls(objects, d.get("size", 64), tuple(int(c) for c in background))
         scene.validate()
         return scene
 
     def validate(self) -> None:
-        """Raise ValueError (one sentence) unless the scene keeps docs/world.md's contract."""
+        """Raise BadScene (one sentence) unless the scene keeps docs/world.md's contract."""
         if not is_int(self.size) or not 1 <= self.size <= 4096:
-            raise ValueError(f"size must be a whole number of pixels in 1..4096, got {self.size!r}.")
+            raise BadScene(f"size must be a whole number of pixels in 1..4096, got {self.size!r}.")
         if not 1 <= len(self.objects) <= MAX_OBJECTS:
-            raise ValueError(f"A scene holds 1 to {MAX_OBJECTS} objects, got {len(self.objects)}.")
+            raise BadScene(f"A scene holds 1 to {MAX_OBJECTS} objects, got {len(self.objects)}.")
         for i, o in enumerate(self.objects):
             for name, value, allowed in (("shape", o.shape, SHAPES), ("color", o.color, COLORS),
                                          ("size", o.size, SIZES)):
                 if value not in allowed:
-                    raise ValueError(f"objects[{i}] has unknown {name} {value!r}; "
+                    raise BadScene(f"objects[{i}] has unknown {name} {value!r}; "
                                      f"expected one of {', '.join(allowed)}.")
             if o.scale is not None:
                 lo, hi = SIDE_RANGE[o.size]
                 if not lo - _EPS <= o.scale <= hi + _EPS:
-                    raise ValueError(f"objects[{i}] is {o.size}, so its scale must be in {lo}..{hi}, got {o.scale}.")
+                    raise BadScene(f"objects[{i}] is {o.size}, so its scale must be in {lo}..{hi}, got {o.scale}.")
             h = o.side / 2
             if not (h - _EPS <= o.x <= 1 - h + _EPS and h - _EPS <= o.y <= 1 - h + _EPS):
-                raise ValueError(f"objects[{i}] (a {o.size} {o.color} {o.shape}) sticks out of the canvas: "
+                raise BadScene(f"objects[{i}] (a {o.size} {o.color} {o.shape}) sticks out of the canvas: "
                                  f"its x and y must lie in {h:.3f}..{1 - h:.3f}.")
         for (i, a), (j, b) in itertools.combinations(enumerate(self.objects), 2):
             if (a.color, a.shape) == (b.color, b.shape):
-                raise ValueError(f"objects[{i}] and objects[{j}] are both {a.color} {a.shape}s; "
+                raise BadScene(f"objects[{i}] and objects[{j}] are both {a.color} {a.shape}s; "
                                  "no two objects may share colour and shape.")
             if not _separated(a, b):
-                raise ValueError(f"objects[{i}] and objects[{j}] overlap or are closer than {GAP} of the canvas.")
+                raise BadScene(f"objects[{i}] and objects[{j}] overlap or are closer than {GAP} of the canvas.")
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict())
@@ -154,19 +156,19 @@ def _is_number(v) -> bool:
 def _no_unknown_keys(d: dict, known: set[str], where: str) -> None:
     unknown = sorted(set(d) - known)
     if unknown:
-        raise ValueError(f"{where} has unknown key {unknown[0]!r}; expected only {', '.join(sorted(known))}.")
+        raise BadScene(f"{where} has unknown key {unknown[0]!r}; expected only {', '.join(sorted(known))}.")
 
 
 def _obj_from_dict(d, i: int) -> Obj:
     if not isinstance(d, dict):
-        raise ValueError(f"objects[{i}] must be a JSON object, got {type(d).__name__}.")
+        raise BadScene(f"objects[{i}] must be a JSON object, got {type(d).__name__}.")
     _no_unknown_keys(d, {"shape", "color", "size", "x", "y", "scale"}, f"objects[{i}]")
     missing = [k for k in ("shape", "color", "size", "x", "y") if k not in d]
     if missing:
-        raise ValueError(f"objects[{i}] is missing {missing[0]!r}.")
+        raise BadScene(f"objects[{i}] is missing {missing[0]!r}.")
     for k in ("x", "y") + (("scale",) if d.get("scale") is not None else ()):
         if not _is_number(d[k]):
-            raise ValueError(f"objects[{i}].{k} must be a number, got {d[k]!r}.")
+            raise BadScene(f"objects[{i}].{k} must be a number, got {d[k]!r}.")
     scale = d.get("scale")
     return Obj(d["shape"], d["color"], d["size"], float(d["x"]), float(d["y"]),
                None if scale is None else float(scale))
@@ -203,9 +205,9 @@ def scene_rng(split: str, index: int, stream: int = 0) -> np.random.Generator:
     """The random stream of scene `index` of `split`: stream 0 draws the scene, others what goes with it."""
     # Entropy (version, split, index, stream): distinct splits never share a seed.
     if split not in SPLITS:
-        raise ValueError(f"Unknown split {split!r}; expected one of {', '.join(SPLITS)}.")
+        raise BadScene(f"Unknown split {split!r}; expected one of {', '.join(SPLITS)}.")
     if not is_int(index) or index < 0:
-        raise ValueError(f"A scene index must be a non-negative integer, got {index!r}.")
+        raise BadScene(f"A scene index must be a non-negative integer, got {index!r}.")
     return np.random.default_rng([_SEED, SPLITS.index(split), int(index), stream])
 
 
