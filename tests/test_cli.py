@@ -27,6 +27,18 @@ def test_ask_answers_and_lists_scores(capsys):
     assert out[0] in world.COUNT_WORDS and len(out) == 4
 
 
+def test_a_photo_gets_a_notice_on_stderr_and_a_scene_none(tmp_path, capsys):
+    import skimage.data
+    from PIL import Image
+
+    photo = tmp_path / "coffee.jpg"
+    Image.fromarray(skimage.data.coffee()).save(photo)
+    assert main(["caption", str(photo), str(EXAMPLE)]) == 0
+    out, err = capsys.readouterr()
+    assert len(out.splitlines()) == 2  # the captions, as before
+    assert err.count("note:") == 1 and str(photo) in err and "Shapes World" in err
+
+
 @pytest.mark.parametrize("argv, message", [
     (["ask", str(ROOT / "README.md"), "what color is the circle?"], "not a readable image"),
     (["ask", str(EXAMPLE), "is the zebra happy?"], "'zebra'"),

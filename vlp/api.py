@@ -6,6 +6,9 @@ free text) into tensors, and answers in plain Python types. Checkpoints are fold
 """
 from __future__ import annotations
 
+import hashlib
+import threading
+from collections import OrderedDict
 from pathlib import Path
 
 import numpy as np
@@ -16,13 +19,14 @@ from vlp.checkpoint import fingerprint, read_checkpoint, save_checkpoint
 from vlp.device import autocast, pick_device
 from vlp.errors import BadText, UnknownWords
 from vlp.generate import generate
-from vlp.images import pixels_to_image, preprocess
+from vlp.images import load_image, pixels_to_image, preprocess
 from vlp.limits import MAX_QUESTION_CHARS, MAX_QUESTION_WORDS, check_beams, check_max_length, check_text
 from vlp.model import VLP
-from vlp.protocol import Capabilities, ModelBase
+from vlp.protocol import REAL_WEIGHTS, Capabilities, ModelBase
 from vlp.tokenizer import Tokenizer
+from vlp.world import all_answers, likeness
 
-ANSWER_WORDS = 4  # answers are one word; a little room for the end token
+TOKEN_CACHE = 16  # images whose encoder output is kept (see VLPModel._image_tokens)
 
 
 class VLPModel(ModelBase):
@@ -44,6 +48,11 @@ class VLPModel(ModelBase):
         self.metrics = metrics or {}
         self.fingerprint = fingerprint(net.state_dict())
         self.embed_dim = net.config.vision.embed_dim
+        # What an answer can be: the world's one-word answers that the tokenizer knows.
+        self.answers = [a for a in all_answers() if tokenizer.unknown_words(a) == []]
+        self._answer_ids = torch.tensor([tokenizer.encode(a)[0] for a in self.answers], device=self.device)
+        self._token_cache: OrderedDict[bytes, torch.Tensor] = OrderedDict()  # see _image_tokens
+        self._cache_lock = threading.Lock()
 
     # --- checkpoints ------------------------------------------------------------------------
     @classmethod
@@ -69,16 +78,32 @@ class VLPModel(ModelBase):
             ],
         }
 
+    def domain_notice(self, image) -> str | None:
+        """A sentence when `image` does not look like a Shapes World scene (`vlp.world.likeness`)."""
+        seen = likeness(load_image(image))
+        if seen.score >= 1.0:
+            return None
+        return (f"This does not look like a Shapes World scene (likeness {seen.score:.2f} of 1): {self.spec} knows "
+                "only circles, squares, triangles and diamonds on a plain background, so its words here mean little. "
+                f"For photos, load real weights: `python app.py {REAL_WEIGHTS}` "
+                "(on a Space: the variables VLP_MODEL and VLP_CAPTIONER).")
+
     def vision_shape(self) -> tuple[int, int]:
         vision = self.net.config.vision
         return vision.layers, vision.heads
 
     # --- input checks -----------------------------------------------------------------------
-    def check_text(self, text: str, what: str = "text") -> str:
-        """`text` if this model can read it; else BadText or UnknownWords, one sentence."""
+    @property
+    def max_text_words(self) -> int:
+        """The longest sentence it matches or embeds: the text context less [BOS] and [EOS]."""
+        return self.net.config.text.context_length - 2
+
+    def check_text(self, text: str, what: str = "text", max_words: int | None = None) -> str:
+        """`text` if this model can read it (at most `max_words`, default `max_text_words`);
+        else BadText or UnknownWords, one sentence."""
         text = check_text(text, what, MAX_QUESTION_CHARS)
         words = self.tokenizer.encode(text)
-        limit = min(MAX_QUESTION_WORDS, self.net.config.decoder.context_length - 4)
+        limit = max_words or self.max_text_words
         if len(words) > limit:
             raise BadText(f"The {what} is too long: {len(words)} words, at most {limit}.")
         unknown = self.tokenizer.unknown_words(text)
@@ -113,6 +138,7 @@ class VLPModel(ModelBase):
     @torch.no_grad()
     def caption_many(self, images, num_beams: int = 1, max_length: int = 30, use_cache: bool = True) -> list[str]:
         num_beams, max_length = check_beams(num_beams), check_max_length(max_length)
+        max_length = min(max_length, self.max_text_words)  # a caption it can read back (match, embed)
         tokens = self._image_tokens(images)
         prompts = [[self.tokenizer.bos_id]] * len(images)
         ids = self._generate(tokens, prompts, max_length, num_beams, use_cache)
@@ -121,23 +147,33 @@ class VLPModel(ModelBase):
     def answer(self, image, question: str) -> str:
         return self.answer_many([image], [question])[0]
 
-    @torch.no_grad()
     def answer_many(self, images, questions: list[str]) -> list[str]:
-        prompts = [self._qa_prompt(q) for q in questions]
-        ids = self._generate(self._image_tokens(images), prompts, ANSWER_WORDS, 1, True)
-        return [self.tokenizer.decode(r) for r in ids]
+        """The most likely answer of the world's answer vocabulary for each question: answers are
+        read, not generated, so they are always an answer ("blue"), never a fragment (", a large")."""
+        probs = self._answer_probs(images, questions)
+        return [self.answers[i] for i in probs.argmax(-1).tolist()]
+
+    def answer_scores(self, image, question: str, k: int = 5) -> list[tuple[str, float]]:
+        """The k most likely answers with their probabilities (over the answer vocabulary)."""
+        probs = self._answer_probs([image], [question])[0]
+        top = probs.topk(min(k, len(self.answers)))
+        return [(self.answers[i], float(p)) for p, i in zip(top.values, top.indices)]
 
     @torch.no_grad()
-    def answer_scores(self, image, question: str, k: int = 5) -> list[tuple[str, float]]:
-        """The k most likely first answer words with their probabilities."""
-        prompt = torch.tensor([self._qa_prompt(question)], device=self.device)
+    def _answer_probs(self, images, questions: list[str]) -> torch.Tensor:
+        """(B, len(answers)) p(answer | image, question): the decoder's next-word distribution
+        after [BOS] question [SEP], renormalised over the answer vocabulary. One pass: the
+        prompts are right-padded, which causal attention never sees."""
+        prompts = [self._qa_prompt(q) for q in questions]
+        ids = torch.full((len(prompts), max(map(len, prompts))), self.tokenizer.pad_id, dtype=torch.long)
+        for row, prompt in enumerate(prompts):
+            ids[row, : len(prompt)] = torch.tensor(prompt)
+        ids = ids.to(self.device)
         with autocast(self.device):
-            logits = self.net.decoder(prompt, self._image_tokens([image])).logits[0, -1]
-        probs = logits.float().softmax(-1)
-        tok = self.tokenizer
-        probs[[tok.pad_id, tok.bos_id, tok.eos_id, tok.sep_id, tok.unk_id]] = 0.0  # words only
-        top = probs.topk(k)
-        return [(self.tokenizer.decode([i]), float(p)) for p, i in zip(top.values, top.indices)]
+            logits = self.net.decoder(ids, self._image_tokens(images)).logits  # (B, T, vocab)
+        last = torch.tensor([len(p) - 1 for p in prompts], device=self.device)
+        logits = logits[torch.arange(len(prompts), device=self.device), last]  # (B, vocab) after [SEP]
+        return logits[:, self._answer_ids].float().softmax(-1).cpu()
 
     def match(self, image, text: str) -> float:
         """Probability (ITM head) that `text` describes `image`."""
@@ -182,8 +218,23 @@ class VLPModel(ModelBase):
     # --- helpers ----------------------------------------------------------------------------
     @torch.no_grad()
     def _image_tokens(self, images) -> torch.Tensor:
+        """(B, 1 + grid², width) image tokens. One image at a time (the demo's requests) is kept in
+        a small cache keyed by its pixels, so a caption and its score, or an answer and its top
+        words, encode the image once."""
+        pixels = self._pixels(images)
+        key = hashlib.blake2b(pixels.cpu().numpy().tobytes(), digest_size=16).digest() if len(pixels) == 1 else None
+        with self._cache_lock:
+            if key in self._token_cache:
+                self._token_cache.move_to_end(key)
+                return self._token_cache[key]
         with autocast(self.device):
-            return self.net.encode_image(self._pixels(images)).tokens
+            tokens = self.net.encode_image(pixels).tokens
+        if key is not None:
+            with self._cache_lock:
+                self._token_cache[key] = tokens
+                while len(self._token_cache) > TOKEN_CACHE:
+                    self._token_cache.popitem(last=False)
+        return tokens
 
     @torch.no_grad()
     def _match(self, image_tokens: torch.Tensor, texts: list[str]) -> np.ndarray:
@@ -194,7 +245,8 @@ class VLPModel(ModelBase):
         return logits.float().softmax(-1)[:, 1].cpu().numpy()
 
     def _qa_prompt(self, question: str) -> list[int]:
-        q = self.tokenizer.encode(self.check_text(question, "question"))
+        limit = min(MAX_QUESTION_WORDS, self.net.config.decoder.context_length - 3)  # [BOS] … [SEP] answer
+        q = self.tokenizer.encode(self.check_text(question, "question", limit))
         return [self.tokenizer.bos_id] + q + [self.tokenizer.sep_id]
 
     def _generate(self, tokens, prompts, max_new, num_beams, use_cache) -> list[list[int]]:

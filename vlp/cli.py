@@ -28,11 +28,20 @@ def main(args, command_name: str) -> int:
         if command_name == "caption":
             for path in args.images:
                 print(f"{path}\t{model.caption(path, num_beams=args.beams, max_length=args.max_length)}")
+                _notice(model, path)
         else:
             print(model.answer(args.image, args.question))
+            _notice(model, args.image)
             for word, p in model.answer_scores(args.image, args.question, args.k) if args.k else []:
                 print(f"  {word}\t{p:.3f}")
     except VLPError as err:  # bad input or a missing model: one sentence, no traceback
         print(f"error: {err}", file=sys.stderr)
         return 2
     return 0
+
+
+def _notice(model, image) -> None:
+    """The model's word that the image is outside its world, on stderr (stdout stays the results)."""
+    notice = model.domain_notice(image)
+    if notice:
+        print(f"note: {image}: {notice}", file=sys.stderr)

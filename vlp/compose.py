@@ -62,6 +62,10 @@ class Composite(ModelBase):
             "limits": [f"{card['name']}: {limit}" for card in (a, b) for limit in card["limits"]],
         }
 
+    def domain_notice(self, image) -> str | None:
+        """The notice of whichever part would speak about `image` first: the captioner, then the main model."""
+        return self.captioner.domain_notice(image) or self.main.domain_notice(image)
+
     def vision_shape(self) -> tuple[int, int]:
         return self.main.vision_shape()
 

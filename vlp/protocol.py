@@ -29,6 +29,7 @@ CAPTIONER = "blip:Salesforce/blip-image-captioning-base"
 ANSWERER = "blip:Salesforce/blip-vqa-base"
 MATCHER = "blip:Salesforce/blip-itm-base-coco"
 EMBEDDER = "openclip:ViT-B-32:laion2b_s34b_b79k"
+REAL_WEIGHTS = f"--model {EMBEDDER} --captioner {CAPTIONER}"  # app.py's flags for photos
 
 MatchKind = Literal["probability", "cosine"]
 
@@ -86,6 +87,8 @@ class Model(Protocol):
     def classify(self, image, labels: list[str], templates: list[str] | None = None) -> dict[str, float]: ...
 
     def attention(self, image, text: str | None = None) -> AttentionMaps: ...
+
+    def domain_notice(self, image) -> str | None: ...  # a sentence when the image is not its world
 
 
 class ModelBase:
@@ -164,6 +167,14 @@ class ModelBase:
     def attention(self, image, text: str | None = None) -> AttentionMaps:
         self.require("attention")
         raise NotImplementedError
+
+    def domain_notice(self, image) -> str | None:
+        """One sentence when `image` lies outside what the model was trained on, else None.
+
+        Models trained on web photos (CLIP, BLIP) say nothing; vlp's own models know only
+        Shapes World and say so about anything else.
+        """
+        return None
 
     def logit_scale(self) -> float:
         """exp of the learned temperature of contrastive training: logits = scale · cosine."""

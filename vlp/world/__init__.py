@@ -12,7 +12,8 @@ function of that dict, so every answer the model gives can be checked.
 
 One module a concern: `scene` (objects, scenes, JSON, relations, seeded splits), `draw`
 (colours, rendering), `language` (captions, parsing, near misses), `questions` (templates,
-answers, the vocabulary), `cli` (the `python -m vlp world` command).
+answers, the vocabulary), `likeness` (how much an image looks like a scene), `cli` (the
+`python -m vlp world` command).
 """
 from vlp.world.draw import COLOR_RGB, object_colors, render, render_array, scene_image, scene_items
 from vlp.world.language import (
@@ -28,6 +29,7 @@ from vlp.world.language import (
     swap_relation,
     words,
 )
+from vlp.world.likeness import Likeness, likeness
 from vlp.world.questions import QUESTION_TYPES, all_answers, question_types, sample_question, vocabulary
 from vlp.world.scene import (
     COLORS,
