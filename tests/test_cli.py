@@ -50,6 +50,14 @@ def test_bad_input_is_one_sentence_and_exit_2(argv, message, capsys):
     assert message in err and "Traceback" not in err and err.count("\n") == 1
 
 
+def test_words_lists_the_vocabulary_that_an_unknown_word_points_to(capsys):
+    assert main(["ask", str(EXAMPLE), "what colour is it?"]) == 2
+    assert "python -m vlp words" in capsys.readouterr().err
+    assert main(["words"]) == 0
+    listed = capsys.readouterr().out.splitlines()[1].split()
+    assert {"color", "circle", "left", "yes"} <= set(listed) and "colour" not in listed and "[PAD]" not in listed
+
+
 def test_eval_prints_json(capsys):
     assert main(["eval", "--split", "test", "--n", "10"]) == 0
     scores = json.loads(capsys.readouterr().out)
@@ -57,7 +65,7 @@ def test_eval_prints_json(capsys):
 
 
 def test_every_command_has_help():
-    for command in ("world", "train", "eval", "caption", "ask", "index", "bench"):
+    for command in ("world", "train", "eval", "caption", "ask", "words", "index", "bench"):
         result = subprocess.run([sys.executable, "-m", "vlp", command, "--help"], capture_output=True, text=True,
                                 cwd=ROOT, timeout=120)
         assert result.returncode == 0 and "usage: python -m vlp" in result.stdout, command

@@ -14,6 +14,7 @@ COMMANDS = {
     "eval": ("vlp.evaluate", "evaluate a model on a Shapes World split, print JSON"),
     "caption": ("vlp.cli", "caption one or more images"),
     "ask": ("vlp.cli", "answer a question about an image"),
+    "words": ("vlp.cli", "list the words a model reads (and the answers it gives)"),
     "index": ("vlp.index_cli", "build or search a FAISS index of images"),
     "bench": ("benchmarks.cli", "benchmarks: attention, train, generate, search, demo"),
 }

@@ -78,6 +78,9 @@ class VLPModel(ModelBase):
             ],
         }
 
+    def vocabulary(self) -> list[str]:
+        return self.tokenizer.words()
+
     def domain_notice(self, image) -> str | None:
         """A sentence when `image` does not look like a Shapes World scene (`vlp.world.likeness`)."""
         seen = likeness(load_image(image))

@@ -1,4 +1,4 @@
-"""`python -m vlp caption IMAGE…` and `python -m vlp ask IMAGE "QUESTION"`."""
+"""`python -m vlp caption IMAGE…`, `python -m vlp ask IMAGE "QUESTION"` and `python -m vlp words`."""
 from __future__ import annotations
 
 import argparse
@@ -10,6 +10,8 @@ from vlp.errors import VLPError
 def add_arguments(parser: argparse.ArgumentParser, command_name: str) -> None:
     parser.add_argument("--model", default="vlp-tiny", metavar="SPEC", help="model spec (default: vlp-tiny)")
     parser.add_argument("--device", default="auto")
+    if command_name == "words":
+        return
     if command_name == "caption":
         parser.add_argument("images", nargs="+", help="image files")
         parser.add_argument("--beams", type=int, default=1, help="beam width (1: greedy)")
@@ -25,6 +27,8 @@ def main(args, command_name: str) -> int:
 
     try:
         model = vlp.load(args.model, args.device)
+        if command_name == "words":
+            return _words(model)
         if command_name == "caption":
             for path in args.images:
                 print(f"{path}\t{model.caption(path, num_beams=args.beams, max_length=args.max_length)}")
@@ -45,3 +49,13 @@ def _notice(model, image) -> None:
     notice = model.domain_notice(image)
     if notice:
         print(f"note: {image}: {notice}", file=sys.stderr)
+
+
+def _words(model) -> int:
+    words = model.vocabulary()
+    if words is None:
+        print(f"{model.spec} reads any text (an open vocabulary).")
+        return 0
+    print(f"{model.spec} reads these {len(words)} words:")
+    print(" ".join(words))
+    return 0

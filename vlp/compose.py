@@ -62,6 +62,10 @@ class Composite(ModelBase):
             "limits": [f"{card['name']}: {limit}" for card in (a, b) for limit in card["limits"]],
         }
 
+    def vocabulary(self) -> list[str] | None:
+        """The words of the part that answers questions (where people type the most)."""
+        return self._answerer.vocabulary()
+
     def domain_notice(self, image) -> str | None:
         """The notice of whichever part would speak about `image` first: the captioner, then the main model."""
         return self.captioner.domain_notice(image) or self.main.domain_notice(image)

@@ -29,7 +29,8 @@ class UnknownWords(BadText):
     def __init__(self, words: list[str], what: str = "text"):
         self.words = list(dict.fromkeys(words))
         listed = ", ".join(f"'{w}'" for w in self.words)
-        super().__init__(f"The model does not know the word(s) {listed} in the {what}; it knows only Shapes World words.")
+        super().__init__(f"The model does not know the word(s) {listed} in the {what}; it knows only Shapes World "
+                         "words (`python -m vlp words` lists them).")
 
 
 class BadScene(VLPError):

@@ -90,6 +90,8 @@ class Model(Protocol):
 
     def domain_notice(self, image) -> str | None: ...  # a sentence when the image is not its world
 
+    def vocabulary(self) -> list[str] | None: ...  # the words it reads; None when any
+
 
 class ModelBase:
     """Shared behaviour of the model families: batched forms, refusals, zero-shot classification.
@@ -167,6 +169,10 @@ class ModelBase:
     def attention(self, image, text: str | None = None) -> AttentionMaps:
         self.require("attention")
         raise NotImplementedError
+
+    def vocabulary(self) -> list[str] | None:
+        """The words it reads, when it reads only some (vlp's own models); None for an open vocabulary."""
+        return None
 
     def domain_notice(self, image) -> str | None:
         """One sentence when `image` lies outside what the model was trained on, else None.

@@ -52,6 +52,10 @@ class Tokenizer:
         words = [self.backend.id_to_token(int(i)) for i in ids]
         return self.backend.decoder.decode([w for w in words if w not in SPECIALS])
 
+    def words(self) -> list[str]:
+        """Every word it knows, sorted; the special tokens left out."""
+        return sorted(set(self.backend.get_vocab()) - set(SPECIALS))
+
     def unknown_words(self, text: str) -> list[str]:
         """The words of `text` that are not in the vocabulary, as written."""
         enc = self.backend.encode(text, add_special_tokens=False)
