@@ -10,8 +10,11 @@ from __future__ import annotations
 
 import json
 import os
+import random
+import signal
 import subprocess
 import sys
+import time
 import warnings
 import zlib
 from pathlib import Path
@@ -505,6 +508,84 @@ def test_save_is_atomic(folder, tmp_path, monkeypatch):
     with pytest.raises(BadArgument, match="exists and is not a vlp search index"):
         index.save(folder)  # a folder of photos is never replaced
     assert (folder / "notes.txt").exists()
+
+
+# Saves `SearchIndex.save` version after version, in processes the test kills. vlp.index
+# imports torch (through vlp.images), ~2 s a process; so this one imports it once and forks a
+# fresh saver for each line it reads, and the test kills that saver. Version v holds 20 + v % 7
+# items, every one with meta {"version": v}, and the caption "version v".
+INDEX_SAVER = """
+import os, sys
+import numpy as np
+from vlp.index import SearchIndex
+from vlp.protocol import Capabilities, ModelBase
+
+class Fake(ModelBase):
+    capabilities = Capabilities(caption=False, answer=False, match="cosine", embed=True, attention=False)
+    spec, fingerprint, embed_dim = "fake", "fake0001", 8
+
+    def embed_texts(self, texts):
+        return np.ones((len(texts), 8), np.float32)
+
+for line in sys.stdin:
+    pid = os.fork()
+    if pid == 0:
+        try:
+            version = int(line)
+            while True:
+                version += 1
+                index = SearchIndex(Fake(), "flat")
+                rows = 20 + version % 7
+                index.add_embeddings(np.random.default_rng(version).standard_normal((rows, 8)), [{"version": version}] * rows)
+                index.add_texts([f"version {version}"])
+                index.save(sys.argv[1])
+                print("saved", version, flush=True)
+        except BaseException:
+            import traceback
+            traceback.print_exc()
+            os._exit(1)
+    print("pid", pid, flush=True)
+    print("ended", os.waitpid(pid, 0)[1], flush=True)
+"""
+
+
+def test_a_kill_at_any_instant_of_save_leaves_a_whole_index_and_no_leftovers(tmp_path):
+    path, model = tmp_path / "idx", FakeModel(dim=8)
+    rng = random.Random(0)
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent), "OMP_NUM_THREADS": "1"}
+    saver = subprocess.Popen([sys.executable, "-c", INDEX_SAVER, str(path)], stdin=subprocess.PIPE,
+                             stdout=subprocess.PIPE, env=env, text=True)
+    kills, deadline = 0, time.monotonic() + 15  # bounded in count and time
+    try:
+        for round_ in range(1, 41):
+            base = round_ * 1000  # the versions this round's saver writes: base + 1, base + 2, ...
+            saver.stdin.write(f"{base}\n")
+            saver.stdin.flush()
+            pid, saved = None, 0
+            while pid is None or saved <= base:  # lines of the last round's saver are skipped
+                word, number = saver.stdout.readline().split()
+                assert word != "ended", "the saver failed (its traceback is in the captured stderr)"
+                pid = int(number) if word == "pid" else pid
+                saved = int(number) if word == "saved" else saved
+            time.sleep(rng.uniform(0.0, 0.03))
+            os.kill(pid, signal.SIGKILL)
+            for line in iter(saver.stdout.readline, ""):
+                if line.startswith("ended"):  # dead, its locks gone
+                    break
+            kills += 1
+            loaded = SearchIndex.load(path, model)  # recovers an interrupted save; raises if torn
+            version = loaded.items[0]["meta"]["version"]
+            assert version >= saved, "an older index than one already saved"
+            assert len(loaded) == 20 + version % 7 and loaded.texts == [f"version {version}"]
+            assert all(item["meta"] == {"version": version} for item in loaded.items)
+            assert sorted(p.name for p in tmp_path.iterdir()) == ["idx"], "leftovers not cleaned at load"
+            if time.monotonic() > deadline:
+                break
+    finally:
+        saver.stdin.close()
+        saver.kill()
+        saver.wait()
+    assert kills >= 10
 
 
 # ----------------------------------------------------------------------------- layering

@@ -1,7 +1,8 @@
 """Checkpoint folders on disk: safetensors weights + JSON, written so that a crash never loses one.
 
 A vlp checkpoint is a folder of `config.json` (the model's sizes), `model.safetensors`,
-`tokenizer.json` and, when measured, `metrics.json`. No pickle is read or written.
+`tokenizer.json` and, when measured, `metrics.json`. No pickle is read or written. The sizes are
+checked against `SIZE_BOUNDS` before any tensor is allocated.
 
 Folders are replaced with `vlp.atomic.atomic_folder`: a crash at any instant of a save leaves
 the old or the new checkpoint loadable.
@@ -22,6 +23,18 @@ from vlp.tokenizer import Tokenizer
 
 FORMAT = "vlp-1"
 FILES = ("config.json", "model.safetensors", "tokenizer.json")  # metrics.json is optional
+
+# What a checkpoint's config.json may ask for, checked before any tensor is allocated: far
+# above any vlp model (vlp-tiny: width 128, 4 layers, 57 words), far below what exhausts memory.
+# Here, not in vlp.limits (requests) nor on VLPConfig: they bound a file from disk, while code
+# may build any config it likes (OpenCLIP's towers, tests).
+SIZE_BOUNDS = {  # field of a tower's config: (lowest, highest), whole numbers
+    "image_size": (8, 1024), "patch_size": (1, 256), "width": (1, 4096), "image_width": (1, 4096),
+    "embed_dim": (1, 4096), "heads": (1, 128), "layers": (1, 128), "context_length": (1, 4096),
+    "vocab_size": (1, 1_000_000), "eos_id": (0, 999_999),
+}
+MAX_MLP_RATIO = 16
+MAX_PARAMETERS = 1_000_000_000  # 4 GB of float32 weights
 
 
 def fingerprint(state_dict: dict[str, torch.Tensor]) -> str:
@@ -75,8 +88,8 @@ def read_checkpoint(path) -> tuple[VLP, Tokenizer, dict]:
     for name in FILES:
         if not (path / name).is_file():
             raise BadCheckpoint(f"The checkpoint at {path} is incomplete: {name} is missing.")
+    config = read_config(path)
     try:
-        config = VLPConfig.from_dict(json.loads((path / "config.json").read_text())["model"])
         tokenizer = Tokenizer.load(path / "tokenizer.json")
         net = VLP(config, pad_id=tokenizer.pad_id)
         net.load_state_dict(load_file(path / "model.safetensors"), strict=True)
@@ -85,3 +98,46 @@ def read_checkpoint(path) -> tuple[VLP, Tokenizer, dict]:
     except Exception as err:  # a corrupt file fails in many ways; a person needs one sentence
         raise BadCheckpoint(f"The checkpoint at {path} could not be read ({type(err).__name__}: {err}).") from None
     return net, tokenizer, metrics
+
+
+def read_config(path: Path) -> VLPConfig:
+    """The model's sizes from the config.json of the checkpoint at `path`, allocating nothing.
+
+    Raises:
+        BadCheckpoint: unreadable, or a size outside `SIZE_BOUNDS`, or a model of more than
+            `MAX_PARAMETERS` (one sentence naming the field and its range).
+    """
+    try:
+        config = VLPConfig.from_dict(json.loads((path / "config.json").read_text())["model"])
+    except Exception as err:  # a corrupt file fails in many ways; a person needs one sentence
+        raise BadCheckpoint(f"The checkpoint at {path} could not be read ({type(err).__name__}: {err}).") from None
+    for tower, part in (("vision", config.vision), ("text", config.text), ("decoder", config.decoder)):
+        for name, value in vars(part).items():
+            number = isinstance(value, (int, float)) and not isinstance(value, bool)
+            if name in SIZE_BOUNDS:
+                low, high = SIZE_BOUNDS[name]
+                fine = number and isinstance(value, int) and low <= value <= high
+                allowed = f"whole numbers from {low} to {high}"
+            elif name == "mlp_ratio":
+                fine = number and 0 < value <= MAX_MLP_RATIO
+                allowed = f"a number above 0 and at most {MAX_MLP_RATIO}"
+            else:
+                continue
+            if not fine:
+                raise BadCheckpoint(f"The checkpoint at {path} is refused: its config.json gives {tower}.{name} "
+                                    f"= {repr(value)[:40]}, and vlp reads {allowed}.")
+    parameters = _parameters(config)
+    if parameters > MAX_PARAMETERS:
+        raise BadCheckpoint(f"The checkpoint at {path} is refused: its config.json describes a model of about "
+                            f"{parameters:,.0f} parameters, and vlp reads at most {MAX_PARAMETERS:,}.")
+    return config
+
+
+def _parameters(config: VLPConfig) -> float:
+    """About how many weights `VLP(config)` holds (blocks, cross-attention, embedding tables)."""
+    v, t, d = config.vision, config.text, config.decoder
+    blocks = sum(c.layers * (4 + 2 * c.mlp_ratio) * c.width ** 2 for c in (v, t, d))
+    cross = d.layers * 2 * d.width * (d.width + d.image_width)
+    tables = (((v.image_size // v.patch_size) ** 2 + 3 * v.patch_size ** 2) * v.width
+              + (t.vocab_size + t.context_length) * t.width + (2 * d.vocab_size + d.context_length) * d.width)
+    return blocks + cross + tables
