@@ -2,7 +2,8 @@
 has plain handlers (testable without the UI) and one `build_*_tab` function that makes its
 components and wires its events.
 
-- `demo.inputs`    — checked images, `safe` (a VLPError → one gr.Error sentence), the upload component
+- `demo.inputs`    — checked images, `safe` (a VLPError → one gr.Error sentence), the upload component,
+                     number sliders, an unreadable request → one sentence, which events are queued
 - `demo.scenes`    — the image column: examples, random scenes, the scenes the demo knows
 - `demo.caption`   — the Caption tab (caption, match)
 - `demo.ask`       — the Ask tab
@@ -13,6 +14,7 @@ components and wires its events.
 - `demo.about`     — the About tab (model card) and the header line
 - `demo.draw`      — heatmaps, grids of heads and matrices as PIL images (matplotlib)
 - `demo.ui`        — `build_demo` (the page from the tabs) and the launch limits
+- `demo.uploads`   — the upload route's limits Gradio has no setting for (file count, image types)
 
 `python app.py` starts it; `app.build_app(model, gallery_spec)` returns the Blocks.
 """

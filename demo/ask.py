@@ -12,7 +12,7 @@ from vlp.errors import BadImage, Unsupported
 from vlp.limits import MAX_QUESTION_CHARS, check_text
 from vlp.protocol import ANSWERER
 
-from demo.inputs import PRIVATE, checked_image, notice, safe
+from demo.inputs import PRIVATE, QUEUED, QUEUED_PRIVATE, checked_image, image_path, notice, safe
 from demo.scenes import KnownScenes, pixel_key
 
 GENERIC_QUESTIONS = [  # for uploads: Shapes World questions, which every model can read
@@ -55,6 +55,8 @@ def example_questions(image, known: KnownScenes, n: int = 5) -> list[str]:
     """Questions about the scene when the demo drew it (remembering their answers), else
     generic Shapes World questions."""
     try:
+        if isinstance(image, str) and not known.might_know(image):
+            return list(GENERIC_QUESTIONS)
         img = checked_image(image)
     except BadImage:
         return list(GENERIC_QUESTIONS)
@@ -96,10 +98,11 @@ def build_ask_tab(model, image: gr.Image, known: KnownScenes) -> None:
         return result.answer, result.scores, result.verdict
 
     def on_image(img):
-        samples = [[q] for q in example_questions(img, known)]
+        samples = [[q] for q in example_questions(image_path(img), known)]
         return gr.Dataset(samples=samples), "", None, ""
 
-    image.change(on_image, [image], [questions, answer_out, answer_probs, answer_verdict], **PRIVATE)
+    image.change(on_image, [image], [questions, answer_out, answer_probs, answer_verdict], preprocess=False,
+                 **QUEUED_PRIVATE)  # the file unopened: the scene note says once what is wrong with it
     questions.click(lambda sample: sample[0], [questions], [question], **PRIVATE)
-    ask_btn.click(on_answer, [image, question], [answer_out, answer_probs, answer_verdict], api_name="answer")
-    question.submit(on_answer, [image, question], [answer_out, answer_probs, answer_verdict], api_visibility="private")
+    ask_btn.click(on_answer, [image, question], [answer_out, answer_probs, answer_verdict], api_name="answer", **QUEUED)
+    question.submit(on_answer, [image, question], [answer_out, answer_probs, answer_verdict], **QUEUED_PRIVATE)

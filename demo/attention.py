@@ -6,6 +6,8 @@ Layers, heads and words are 1-based here, as a person counts them; head 0 is the
 """
 from __future__ import annotations
 
+import math
+import numbers
 from dataclasses import dataclass
 
 import gradio as gr
@@ -17,7 +19,7 @@ from vlp.errors import BadArgument
 from vlp.limits import check_text
 
 from demo import draw
-from demo.inputs import PRIVATE, checked_image, notice, safe
+from demo.inputs import PRIVATE, QUEUED, QUEUED_PRIVATE, checked_image, notice, number_slider, safe
 
 MAX_GRID_PANELS = 40  # more layers x (heads + mean) than this: the grid shows one layer at a time
 
@@ -51,15 +53,19 @@ def word_choices(maps: AttentionMaps) -> list[tuple[str, int]]:
     return [(f"{i}. {w}", i) for i, w in enumerate(maps.tokens, 1)]
 
 
-def _clamp(value, low: int, high: int) -> int:
+def _clamp(value, low: int, high: int, name: str) -> int:
+    """`value` as an int in [low, high] (a slider may outlive a smaller model); a value that is
+    not a number is refused."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
+        raise BadArgument(f"The {name} must be a number from {low} to {high}, got {value!r}.")
     return max(low, min(high, int(value)))
 
 
 def draw_vision(maps: AttentionMaps, layer: int = 1, head: int = 0) -> Image.Image:
     """Class token → patches in one layer, one head or their mean (head 0)."""
     n_layers, n_heads = len(maps.vision), maps.vision[0].shape[0]
-    layer = _clamp(layer, 1, n_layers)
-    head = _clamp(head, 0, n_heads)
+    layer = _clamp(layer, 1, n_layers, "layer")
+    head = _clamp(head, 0, n_heads, "head")
     heat = maps.class_to_patches(layer - 1, None if head == 0 else head - 1)
     which = "mean of the heads" if head == 0 else f"head {head} of {n_heads}"
     return draw.heatmap(maps.image, heat, f"Vision self-attention: class token → patches\nlayer {layer} of {n_layers}, {which}")
@@ -81,7 +87,7 @@ def draw_heads(maps: AttentionMaps, layer: int = 1) -> Image.Image:
         return draw.panel_grid(maps.image, panels, [f"layer {l + 1}" for l in range(n_layers)],
                                [names if l == 0 else [None] * len(names) for l in range(n_layers)],
                                "Every head of the vision encoder: class token → patches")
-    layer = _clamp(layer, 1, n_layers)
+    layer = _clamp(layer, 1, n_layers, "layer")
     heats = [maps.class_to_patches(layer - 1, h) for h in range(n_heads)] + [maps.class_to_patches(layer - 1)]
     per_row = 7
     rows = [heats[i:i + per_row] for i in range(0, len(heats), per_row)]
@@ -100,7 +106,7 @@ def draw_cross(maps: AttentionMaps, word: int = 1) -> Image.Image:
     """Cross-attention behind one word, mean over the decoder's layers and heads."""
     if not maps.cross or not maps.tokens:
         return draw.message("This model reads no text against the image here: no cross-attention.")
-    i = _clamp(word, 1, len(maps.tokens)) - 1
+    i = _clamp(word, 1, len(maps.tokens), "word") - 1
     layers, heads = len(maps.cross), maps.cross[0].shape[0]
     return draw.heatmap(maps.image, maps.word_to_patches(i),
                         f"Cross-attention behind '{maps.tokens[i]}' (word {i + 1})\nmean of {layers} layers × {heads} heads")
@@ -145,8 +151,8 @@ def build_attention_tab(model, image: gr.Image) -> None:
                                  interactive=model.capabilities.attention)
         caption_md = gr.Markdown()
         with gr.Row():
-            layer = gr.Slider(1, layers, value=layers, step=1, label="Layer")
-            head = gr.Slider(0, heads, value=0, step=1, label="Head (0 = mean of the heads)")
+            layer = number_slider(1, layers, value=layers, step=1, label="Layer")
+            head = number_slider(0, heads, value=0, step=1, label="Head (0 = mean of the heads)")
             all_heads = gr.Checkbox(value=False, label="Every head, as a grid")
         with gr.Row():
             vision_img = _picture("Vision self-attention", "vision-map")
@@ -183,6 +189,7 @@ def build_attention_tab(model, image: gr.Image) -> None:
             return gr.Image(None, visible=False)
         return gr.Image(draw_heads(_need(maps), layer), visible=True)
 
+    @safe
     def heads_of_layer(maps, layer, all_heads):
         if not all_heads or maps is None or not heads_depend_on_layer(maps):
             return gr.skip()  # no grid shown, or it holds every layer already
@@ -194,10 +201,10 @@ def build_attention_tab(model, image: gr.Image) -> None:
 
     show_btn.click(on_show, [image, text, layer, head, all_heads],
                    [vision_img, grid_img, rollout_img, cross_img, text_img, caption_md, word, maps_state],
-                   api_name="attention").then(sliders, [maps_state], [layer, head], **PRIVATE).then(
+                   api_name="attention", **QUEUED).then(sliders, [maps_state], [layer, head], **PRIVATE).then(
         lambda on: gr.Image(visible=bool(on)), [all_heads], [grid_img], **PRIVATE)
     for control in (layer, head):
-        control.release(redraw_vision, [maps_state, layer, head], [vision_img], api_visibility="private")
-    layer.release(heads_of_layer, [maps_state, layer, all_heads], [grid_img], api_visibility="private")
-    all_heads.input(redraw_heads, [maps_state, layer, all_heads], [grid_img], api_visibility="private")
-    word.input(redraw_cross, [maps_state, word], [cross_img], api_visibility="private")
+        control.release(redraw_vision, [maps_state, layer, head], [vision_img], **QUEUED_PRIVATE)
+    layer.release(heads_of_layer, [maps_state, layer, all_heads], [grid_img], **QUEUED_PRIVATE)
+    all_heads.input(redraw_heads, [maps_state, layer, all_heads], [grid_img], **QUEUED_PRIVATE)
+    word.input(redraw_cross, [maps_state, word], [cross_img], **QUEUED_PRIVATE)

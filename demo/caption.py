@@ -12,7 +12,7 @@ from vlp.errors import BadArgument, UnknownWords, Unsupported
 from vlp.limits import MAX_BEAMS, MAX_CAPTION_WORDS, check_beams, check_max_length, check_text
 from vlp.protocol import CAPTIONER, MatchKind
 
-from demo.inputs import PRIVATE, checked_image, notice, safe
+from demo.inputs import PRIVATE, QUEUED, QUEUED_PRIVATE, checked_image, notice, number_slider, safe
 from demo.scenes import KnownScenes
 
 
@@ -82,8 +82,8 @@ def build_caption_tab(model, image: gr.Image, known: KnownScenes) -> None:
             notice(cannot_caption(model))
         with gr.Row():
             decoding = gr.Radio(["greedy", "beam"], value="greedy", label="Decoding")
-            beams = gr.Slider(1, MAX_BEAMS, value=3, step=1, label="Beams (beam search only)")
-            max_length = gr.Slider(1, MAX_CAPTION_WORDS, value=30, step=1, label="Maximum length (words)")
+            beams = number_slider(1, MAX_BEAMS, value=3, step=1, label="Beams (beam search only)")
+            max_length = number_slider(1, MAX_CAPTION_WORDS, value=30, step=1, label="Maximum length (words)")
         caption_btn = gr.Button("Caption", variant="primary", elem_id="caption-btn", interactive=can.caption)
         caption_out = gr.Textbox(label="Caption", interactive=False, elem_id="caption-out")
         with gr.Row():
@@ -107,7 +107,7 @@ def build_caption_tab(model, image: gr.Image, known: KnownScenes) -> None:
         return match(model, img, text)
 
     caption_btn.click(on_caption, [image, decoding, beams, max_length], [caption_out, caption_score, caption_verdict],
-                      api_name="caption")
-    image.change(lambda _: ("", None, ""), [image], [caption_out, caption_score, caption_verdict], **PRIVATE)
-    match_btn.click(on_match, [image, sentence], [match_out], api_name="match")
-    sentence.submit(on_match, [image, sentence], [match_out], api_visibility="private")
+                      api_name="caption", **QUEUED)
+    image.change(lambda: ("", None, ""), None, [caption_out, caption_score, caption_verdict], **PRIVATE)
+    match_btn.click(on_match, [image, sentence], [match_out], api_name="match", **QUEUED)
+    sentence.submit(on_match, [image, sentence], [match_out], **QUEUED_PRIVATE)

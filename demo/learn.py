@@ -10,8 +10,9 @@ import pandas as pd
 
 from vlp.attention import WorkedExample, worked_example
 from vlp.errors import BadArgument
+from vlp.limits import MAX_WORKED_TOKENS, MAX_WORKED_WIDTH
 
-from demo.inputs import PRIVATE, safe
+from demo.inputs import PRIVATE, QUEUED, safe
 
 CLASSIC = {"Q": [[1.0], [2.0], [3.0]], "K": [[4.0], [5.0], [6.0]], "V": [[7.0], [8.0], [9.0]]}
 STEP_TITLES = ["QKᵀ", "QKᵀ / √d_k", "softmax weights A", "output AV"]
@@ -29,13 +30,24 @@ class WorkedSteps:
 
 def _rows(table, name: str) -> np.ndarray:
     """A Dataframe's value (list of lists, DataFrame or gradio's {"headers", "data"}) as a float
-    matrix; empty rows dropped."""
+    matrix; empty rows dropped. Its size is checked before any cell is read: a request of
+    thousands of rows is refused at once."""
     if isinstance(table, pd.DataFrame):
         table = table.values.tolist()
     if isinstance(table, dict):
         table = table.get("data", [])
+    table = table or []
+    limit = f"a worked example takes at most {MAX_WORKED_TOKENS} rows (tokens) × {MAX_WORKED_WIDTH} columns (features)"
+    if not isinstance(table, list):
+        raise BadArgument(f"{name} must be a table: a list of rows, each a list of numbers.")
+    if len(table) > MAX_WORKED_TOKENS:
+        raise BadArgument(f"{name} has {len(table)} rows; {limit}.")
+    if not all(isinstance(row, (list, tuple)) for row in table):
+        raise BadArgument(f"{name} must be a table: a list of rows, each a list of numbers.")
+    if any(len(row) > MAX_WORKED_WIDTH for row in table):
+        raise BadArgument(f"{name} has a row of {max(map(len, table))} columns; {limit}.")
     rows = []
-    for i, row in enumerate(table or []):
+    for i, row in enumerate(table):
         cells = ["" if c is None else str(c).strip() for c in row]
         if all(c == "" for c in cells):
             continue
@@ -143,6 +155,6 @@ def build_learn_tab() -> None:
     def on_work(q, k, v):
         return worked(q, k, v).flat()
 
-    learn_btn.click(on_work, tables, outputs, api_name="worked_example")
+    learn_btn.click(on_work, tables, outputs, api_name="worked_example", **QUEUED)
     reset_btn.click(lambda: [CLASSIC["Q"], CLASSIC["K"], CLASSIC["V"], *classic.flat()], None, [*tables, *outputs],
                     **PRIVATE)

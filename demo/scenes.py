@@ -17,9 +17,10 @@ from PIL import Image
 
 from vlp import world
 from vlp.errors import BadArgument, BadImage
-from vlp.images import load_image
+from vlp.images import image_size, load_image
 
-from demo.inputs import PRIVATE, checked_image, image_input, safe
+from demo.inputs import (QUEUED, QUEUED_PRIVATE, checked_image, escaped, image_input, image_path, safe,
+                         without_path)
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "assets" / "examples"
 SCENE_SPLITS = ("test", "novel")  # what "new random scene" draws from; never train
@@ -40,16 +41,24 @@ class KnownScenes:
         self.limit = limit
         self._scenes: OrderedDict[str, tuple[world.Scene, str]] = OrderedDict()
         self._answers: dict[str, dict[str, str]] = {}  # key -> {question: true answer}
+        self._sizes: set[tuple[int, int]] = set()  # (width, height) of every scene drawn
         self._lock = threading.Lock()
 
     def add(self, scene: world.Scene, image: Image.Image, name: str) -> None:
         key = pixel_key(image)
         with self._lock:
+            self._sizes.add(image.size)
             self._scenes[key] = (scene, name)
             self._scenes.move_to_end(key)
             while len(self._scenes) > self.limit:
                 old, _ = self._scenes.popitem(last=False)
                 self._answers.pop(old, None)
+
+    def might_know(self, path) -> bool:
+        """False when the image file's size (read from its header) is that of no scene drawn here,
+        so a photo is not decoded only to be told apart; BadImage when it is not an image."""
+        with self._lock:
+            return image_size(path) in self._sizes
 
     def find(self, image: Image.Image) -> tuple[world.Scene, str] | None:
         with self._lock:
@@ -93,15 +102,19 @@ def random_scene(known: KnownScenes, split: str = "test", index: int | None = No
 
 
 def scene_note(known: KnownScenes, image) -> str:
-    """Markdown saying what the scene is, when the demo drew it; empty when there is no image."""
+    """Markdown saying what the scene is when the demo drew it, or why the file is not an image;
+    empty when there is no image."""
     if image is None:
         return ""
+    unknown = "An uploaded image: the demo does not know its truth."
     try:
+        if isinstance(image, (str, Path)) and not known.might_know(image):
+            return unknown
         found = known.find(checked_image(image))
-    except BadImage:  # the upload's own error is shown by the component
-        return ""
+    except BadImage as err:
+        return f"⚠ {escaped(without_path(str(err), image))}"
     if found is None:
-        return "An uploaded image: the demo does not know its truth."
+        return unknown
     scene, name = found
     return f"Shapes World, {name}. True caption: **{world.caption(scene)}**"
 
@@ -123,6 +136,8 @@ def build_image_column(known: KnownScenes) -> gr.Image:
     def on_random(split):
         return random_scene(known, split)
 
-    random_btn.click(on_random, [split], [image, note], api_name="random_scene")
-    image.change(lambda img: scene_note(known, img), [image], [note], **PRIVATE)
+    random_btn.click(on_random, [split], [image, note], api_name="random_scene", **QUEUED)
+    # preprocess=False: the file as uploaded, not opened by Gradio; a bad one is said here, once
+    image.change(lambda img: scene_note(known, image_path(img)), [image], [note], preprocess=False,
+                 **QUEUED_PRIVATE)
     return image

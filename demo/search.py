@@ -13,16 +13,16 @@ from PIL import Image
 
 from vlp import world
 from vlp.errors import BadArgument, BadImage, Unsupported
-from vlp.images import load_image
+from vlp.images import image_size, load_image
 from vlp.index import Hit, SearchIndex
-from vlp.limits import MAX_ADD_FILES, MAX_K, check_k, check_text
+from vlp.limits import MAX_ADD_FILES, MAX_K, MAX_OWN_IMAGES, MAX_PIXELS, check_k, check_text
 from vlp.protocol import EMBEDDER
 
 from demo import draw
 from demo.gallery import Gallery
-from demo.inputs import PRIVATE, checked_image, notice, safe
+from demo.inputs import PRIVATE, QUEUED, QUEUED_PRIVATE, checked_image, notice, number_slider, safe
 
-ADD_CHUNK = 8  # files embedded per step of the progress bar
+ADD_BATCH = 4  # most files decoded and embedded at a time (fewer when they are large: `add_batches`)
 
 
 @dataclass
@@ -71,6 +71,8 @@ def search(model, gallery: Gallery, own: SearchIndex | None, text: str = "", ima
     by_text = isinstance(text, str) and bool(text.strip())
     if not by_text and image is None:
         raise BadArgument("Type a sentence to search for, or give an image to search with.")
+    if not isinstance(rerank, bool):
+        raise BadArgument(f"Re-ranking is on or off (true or false), got {rerank!r}.")
     if by_text and rerank and not model.capabilities.itm:
         raise Unsupported(f"{model.spec} has no image–text matching head to re-rank with; turn re-ranking off.")
     index = gallery.get()
@@ -102,6 +104,23 @@ def search(model, gallery: Gallery, own: SearchIndex | None, text: str = "", ima
     return SearchResult(pictures, summary)
 
 
+def add_batches(paths: list[str]) -> list[list[str]]:
+    """`paths` in batches of at most `ADD_BATCH` files and, together, `MAX_PIXELS` (read from the
+    headers), so that memory holds about one large image's pixels at a time however many are added."""
+    batches, pixels = [], 0
+    for path in paths:
+        try:
+            width, height = image_size(path)
+        except BadImage:  # the index says why when it skips it
+            width = height = 0
+        if not batches or len(batches[-1]) == ADD_BATCH or pixels + width * height > MAX_PIXELS:
+            batches.append([])
+            pixels = 0
+        batches[-1].append(path)
+        pixels += width * height
+    return batches
+
+
 @dataclass
 class AddResult:
     own: SearchIndex  # the session's own index, with the new images
@@ -110,22 +129,28 @@ class AddResult:
 
 def add_images(model, own: SearchIndex | None, files,
                progress: Callable[[float, str], object] | None = None) -> AddResult:
-    """Add image files to the session's own index (created on first use)."""
+    """Add image files to the session's own index (created on first use) in small batches
+    (`add_batches`), calling `progress(fraction, words)` after each. At most `MAX_ADD_FILES` files a call and
+    `MAX_OWN_IMAGES` in the session's index, both checked before any file is read."""
     _require_search(model)
     paths = [str(f) for f in files or []]
     if not paths:
         raise BadArgument("Choose one or more image files to add.")
     if len(paths) > MAX_ADD_FILES:
         raise BadArgument(f"Add at most {MAX_ADD_FILES} images at a time, not {len(paths)}.")
+    held = len(own) if own is not None else 0
+    if held + len(paths) > MAX_OWN_IMAGES:
+        raise BadArgument(f"Your search holds at most {MAX_OWN_IMAGES} images; it has {held}, "
+                          f"so add at most {MAX_OWN_IMAGES - held} more.")
     if own is None:
         own = SearchIndex(model)
-    added, skipped = 0, []
-    for start in range(0, len(paths), ADD_CHUNK):
-        report = own.add(paths[start:start + ADD_CHUNK], progress=False)
+    added, skipped, done = 0, [], 0
+    for batch in add_batches(paths):
+        report = own.add(batch, batch_size=ADD_BATCH, progress=False)
         added += report.added
         skipped += [(Path(where).name, why) for where, why in report.skipped]
+        done += len(batch)
         if progress is not None:
-            done = min(start + ADD_CHUNK, len(paths))
             progress(done / len(paths), f"indexed {done} of {len(paths)}")
     text = f"Added {added} of your image{'s' * (added != 1)}; you have {len(own)} in all (only you see them)."
     if skipped:
@@ -152,7 +177,7 @@ def build_search_tab(model, image: gr.Image, gallery: Gallery, page: gr.Blocks) 
                                placeholder="a large red circle to the left of a small blue square")
             search_btn = gr.Button("Search", variant="primary", scale=1)
         with gr.Row():
-            k = gr.Slider(1, MAX_K, value=8, step=1, label="Results")
+            k = number_slider(1, MAX_K, value=8, step=1, label="Results")
             rerank = gr.Checkbox(value=False, label="Re-rank with the ITM head", interactive=itm,
                                  info="cosine finds candidates; ITM reads image and text together"
                                  if itm else "this model has no ITM head")
@@ -184,9 +209,9 @@ def build_search_tab(model, image: gr.Image, gallery: Gallery, page: gr.Blocks) 
     def summary(own):
         return index_summary(gallery, own)
 
-    search_btn.click(on_search, [query, image, k, rerank, own], [results, results_md], api_name="search").then(
-        summary, [own], [index_md], **PRIVATE)
-    query.submit(on_search, [query, image, k, rerank, own], [results, results_md], api_visibility="private")
-    image_search_btn.click(on_search_image, [image, k, own], [results, results_md], api_name="search_image")
-    add_btn.click(on_add, [files, own], [own, add_md, index_md], api_name="add_images")
+    search_btn.click(on_search, [query, image, k, rerank, own], [results, results_md], api_name="search",
+                     **QUEUED).then(summary, [own], [index_md], **PRIVATE)
+    query.submit(on_search, [query, image, k, rerank, own], [results, results_md], **QUEUED_PRIVATE)
+    image_search_btn.click(on_search_image, [image, k, own], [results, results_md], api_name="search_image", **QUEUED)
+    add_btn.click(on_add, [files, own], [own, add_md, index_md], api_name="add_images", **QUEUED)
     page.load(summary, [own], [index_md], **PRIVATE)

@@ -10,12 +10,20 @@ Each event that scripts may call has an `api_name` (`/caption`, `/match`, `/rand
 the rest (redraws, small UI updates) are private. A `VLPError` from a handler (vlp's one
 sentence about bad input) reaches the user as a `gr.Error` (`demo.inputs.safe`), and the
 server keeps serving.
+
+Every event that reads an image, a table or the model goes through the queue, and all of them
+share one concurrency limit (`CONCURRENCY`, the cores this process may use); only trivial UI
+updates run outside it (`demo.inputs.PRIVATE`).
 """
 from __future__ import annotations
 
+import math
+import os
 from dataclasses import dataclass
+from pathlib import Path
 
 import gradio as gr
+from starlette.middleware import Middleware
 
 from vlp.limits import MAX_UPLOAD_BYTES
 
@@ -24,12 +32,39 @@ from demo.ask import build_ask_tab
 from demo.attention import build_attention_tab
 from demo.caption import build_caption_tab
 from demo.gallery import DEFAULT_GALLERY, Gallery
+from demo.inputs import readable_inputs
 from demo.learn import build_learn_tab
 from demo.scenes import EXAMPLES, KnownScenes, build_image_column
 from demo.search import build_search_tab
+from demo.uploads import UploadLimit
 
-CONCURRENCY = 2  # requests run at once per event (a 2-core CPU serves about this many)
+
+def usable_cores(cgroup: Path = Path("/sys/fs/cgroup")) -> int:
+    """The CPUs this process may use: its affinity, capped by its container's CPU quota (how a
+    Space gets its 2 vCPUs while the machine shows many more); a fraction counts as one."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux: no affinity to read
+        cores = os.cpu_count() or 1
+    try:
+        if (cgroup / "cpu.max").is_file():  # cgroup v2: "max 100000" or "200000 100000"
+            quota, period = (cgroup / "cpu.max").read_text().split()
+        else:  # cgroup v1
+            quota, period = ((cgroup / "cpu" / name).read_text().strip()
+                             for name in ("cpu.cfs_quota_us", "cpu.cfs_period_us"))
+        if quota not in ("max", "-1"):
+            cores = min(cores, max(1, math.ceil(int(quota) / int(period))))
+    except (OSError, ValueError):  # no cgroup files: no quota
+        pass
+    return cores
+
+
+CONCURRENCY = usable_cores()  # requests run at once, all events together: one per core
 QUEUE_SIZE = 64  # requests waiting beyond this are turned away
+# Every hour, delete uploads and drawn pictures older than a day: a visitor's files (the image on
+# the left, their own search images) are read again for as long as their page is open, which a
+# day covers; the cache then holds at most a day and an hour of files.
+DELETE_CACHE = (3600, 86400)
 CSS = """
 #image img { image-rendering: pixelated; width: 100%; height: 100%; object-fit: contain; }
 #examples img, #results img { image-rendering: pixelated; }
@@ -55,7 +90,7 @@ def build_demo(model, gallery_spec: str = DEFAULT_GALLERY, cache_dir=None) -> De
     or in the background after `demo.gallery.start()`."""
     known = KnownScenes()
     gallery = Gallery(model, gallery_spec, cache_dir)
-    with gr.Blocks(title="vlp — vision-language pretraining, in the browser") as blocks:
+    with gr.Blocks(title="vlp — vision-language pretraining, in the browser", delete_cache=DELETE_CACHE) as blocks:
         gr.Markdown("# vlp — caption, ask, search, and see where the model looks\n" + model_line(model),
                     elem_id="header")
         with gr.Row(equal_height=False):
@@ -69,10 +104,13 @@ def build_demo(model, gallery_spec: str = DEFAULT_GALLERY, cache_dir=None) -> De
                     build_attention_tab(model, image)
                     build_learn_tab()
                     build_about_tab(model)
+    readable_inputs(blocks)
     return Demo(blocks, gallery, known)
 
 
 def launch(blocks: gr.Blocks, **kwargs):
-    """Queue and launch with the demo's limits (file size, concurrency, served paths)."""
-    blocks.queue(default_concurrency_limit=CONCURRENCY, max_size=QUEUE_SIZE)
-    return blocks.launch(**{**LAUNCH, **kwargs})
+    """Queue and launch with the demo's limits (file size and count, concurrency, served paths).
+    `api_open=False`: a queued event cannot be called around the queue (`/gradio_api/run/…`)."""
+    blocks.queue(default_concurrency_limit=CONCURRENCY, max_size=QUEUE_SIZE, api_open=False)
+    app_kwargs = {"middleware": [Middleware(UploadLimit)]}  # a new dict each launch: Gradio adds to it
+    return blocks.launch(**{**LAUNCH, "app_kwargs": app_kwargs, **kwargs})

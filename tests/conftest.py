@@ -46,3 +46,24 @@ def client(app_server):
     from gradio_client import Client
 
     return Client(app_server.url, verbose=False)
+
+
+@pytest.fixture
+def serve():
+    """Launch gr.Blocks built by a test on a free port, closed when the test ends: serve(blocks)
+    returns its URL."""
+    from demo import ui
+
+    launched = []
+
+    def launch(blocks) -> str:
+        port = free_port()
+        ui.launch(blocks, server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
+        launched.append(blocks)
+        return f"http://127.0.0.1:{port}/"
+
+    try:
+        yield launch
+    finally:
+        for blocks in launched:
+            blocks.close()

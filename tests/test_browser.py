@@ -65,3 +65,24 @@ def test_caption_then_attention(browser, app_server, client):
         page.screenshot(path=str(SCREENSHOT), full_page=True, timeout=WAIT_MS)
     finally:
         page.close()
+
+
+@pytest.mark.timeout(300)
+def test_a_file_that_is_not_an_image_is_said_once(browser, app_server, tmp_path):
+    from playwright.sync_api import expect
+
+    notes = tmp_path / "notes.png"
+    notes.write_text("a text file, renamed")
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    page.set_default_timeout(WAIT_MS)
+    try:
+        page.goto(app_server.url, wait_until="load", timeout=WAIT_MS)
+        page.locator("#image input[type=file]").set_input_files(str(notes))
+        sentence = "'notes.png' is not a readable image"
+        expect(page.locator("#scene-note")).to_contain_text(sentence, timeout=WAIT_MS)  # said under the image
+        page.click("#caption-btn")
+        expect(page.locator(".toast-body")).to_contain_text(sentence, timeout=WAIT_MS)
+        page.wait_for_timeout(1000)  # any later toast would have come by now
+        assert page.locator(".toast-body").count() == 1 and "(2)" not in page.locator(".toast-body").inner_text()
+    finally:
+        page.close()

@@ -2,6 +2,7 @@
 input comes back as one error sentence and the server keeps answering."""
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -99,14 +100,14 @@ def test_worked_example(client):
 
 @pytest.mark.filterwarnings("ignore::PIL.Image.DecompressionBombWarning")
 def test_bad_input_is_one_sentence_and_the_server_keeps_serving(client, tmp_path):
-    notes = tmp_path / "notes.txt"
-    notes.write_text("not an image")
+    notes = tmp_path / "notes.png"
+    notes.write_text("not an image")  # a text file renamed: the upload takes it, vlp refuses it
     huge = tmp_path / "huge.png"
     Image.new("1", (7000, 6000)).save(huge)  # 42 megapixels in a few kB
     bomb = tmp_path / "bomb.png"
     Image.new("1", (10000, 9000)).save(bomb)  # 90 megapixels: PIL itself refuses to open it
     cases = [
-        ((handle_file(notes), "greedy", 3, 30), "/caption", "'notes.txt' is not a readable image"),
+        ((handle_file(notes), "greedy", 3, 30), "/caption", "'notes.png' is not a readable image"),
         ((handle_file(huge), "greedy", 3, 30), "/caption", "too large"),
         ((handle_file(bomb), "greedy", 3, 30), "/caption", "too large"),
         ((None, "greedy", 3, 30), "/caption", "Give an image first"),
@@ -138,3 +139,74 @@ def test_serves_only_its_own_files_and_refuses_big_uploads(app_server, tmp_path)
         response = httpx.post(app_server.url + "gradio_api/upload", files={"files": ("big.png", f, "image/png")},
                               timeout=60)
     assert response.status_code == 413
+
+
+def test_a_table_too_large_is_refused_before_its_cells_are_read(client):
+    one = table([[1]])
+    cases = [  # 2000 rows of cells that are not numbers: the size is refused before any cell is read
+        ((table([["x"]] * 2000), one, one), "Q has 2000 rows; a worked example takes at most 16 rows"),
+        ((one, table([[1.0] * 17]), one), "K has a row of 17 columns"),
+        ((table([[1e308]]), table([[1e308]]), one), "The numbers are too large: QKᵀ overflows"),
+    ]
+    for args, message in cases:
+        with pytest.raises(AppError, match=message) as err:
+            client.predict(*args, api_name="/worked_example")
+        assert "\n" not in str(err.value)
+
+
+EXAMPLE_FILE = handle_file(EXAMPLE)
+MALFORMED = [  # what a script may send instead of a number or a table, and the sentence it reads
+    ((EXAMPLE_FILE, "beam", "abc", 30), "/caption", "number of beams must be a whole number from 1 to 8, got 'abc'"),
+    ((EXAMPLE_FILE, "beam", None, 30), "/caption", "number of beams must be a whole number from 1 to 8, got None"),
+    ((EXAMPLE_FILE, "greedy", 3, [30]), "/caption", r"maximum length must be a whole number from 1 to 40, got \[30\]"),
+    ((EXAMPLE_FILE, "greedy", 3, 99), "/caption", "maximum length must be from 1 to 40, got 99"),
+    ((EXAMPLE_FILE, "sideways", 3, 30), "/caption", "'sideways'"),
+    (("a red circle", None, "abc", False), "/search", "number of results must be a whole number"),
+    (("a red circle", None, 5, "yes"), "/search", "Re-ranking is on or off"),
+    ((EXAMPLE_FILE, None), "/search_image", "number of results must be a whole number from 1 to 48, got None"),
+    ((EXAMPLE_FILE, "", "abc", 1, False), "/attention", "layer must be a number"),
+    ((EXAMPLE_FILE, "", 1, None, False), "/attention", "head must be a number"),
+    (("abc", table([[1]]), table([[1]])), "/worked_example", r"'Q \(T × d_k\)' is not what it takes"),
+    ((None, table([[1]]), table([[1]])), "/worked_example", r"'Q \(T × d_k\)' is missing"),
+    ((table([[1]]), {"headers": ["a"], "data": "x"}, table([[1]])), "/worked_example", r"'K \(S × d_k\)' is not"),
+    ((table([[1]]), table([[1]]), [[1]]), "/worked_example", r"'V \(S × d_v\)' is not what it takes"),
+    (({"path": 3}, "greedy", 3, 30), "/caption", "'Image' is not what it takes"),
+]
+
+
+@pytest.mark.parametrize("args, api, message", MALFORMED, ids=[f"{api}-{i}" for i, (_, api, _) in enumerate(MALFORMED)])
+def test_malformed_values_get_one_sentence(client, args, api, message):
+    with pytest.raises(AppError, match=message) as err:
+        client.predict(*args, api_name=api)
+    assert "upstream Gradio app" not in str(err.value) and "\n" not in err.value.message
+
+
+def test_invisible_characters_are_shown_escaped(client):
+    for invisible, shown in [("\u200b", "\\u200b"), ("\x00", "\\x00")]:
+        with pytest.raises(AppError, match="does not know the word") as err:
+            client.predict(EXAMPLE_FILE, f"what color is the{invisible} circle?", api_name="/answer")
+        assert shown in err.value.message and invisible not in err.value.message
+
+
+def call_raw(url: str, api: str, data: list) -> str:
+    """The error sentence of an endpoint called with raw JSON, as a script that skips gradio_client
+    (which would upload a local path) may send it."""
+    import httpx
+
+    event = httpx.post(f"{url}gradio_api/call{api}", json={"data": data}, timeout=60).json()["event_id"]
+    with httpx.stream("GET", f"{url}gradio_api/call{api}/{event}", timeout=120) as stream:
+        lines = [line for line in stream.iter_lines() if line.startswith("data:")]
+    return json.loads(lines[-1][5:])["error"]
+
+
+def test_files_not_uploaded_here_are_refused_in_one_sentence(app_server):
+    def image(**fields):
+        return [{**fields, "meta": {"_type": "gradio.FileData"}}, "greedy", 3, 30]
+
+    for data, sentence in [
+        (image(path="/etc/passwd"), "A file of this request was not uploaded here; upload it first."),
+        (image(path=str(ROOT / "README.md")), "A file of this request was not uploaded here; upload it first."),
+        (image(path="http://127.0.0.1:1/x.png"), "'Image' takes an uploaded file; this demo fetches no URL."),
+        (image(url="data:image/png;base64,iVBORw0KGgo="), "Send the image as an uploaded file, not as inline data."),
+    ]:
+        assert call_raw(app_server.url, "/caption", data) == sentence

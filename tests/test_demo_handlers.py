@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from pathlib import Path
 
 import gradio as gr
 import numpy as np
@@ -155,6 +156,9 @@ def test_caption_beam_and_length(model):
         caption.caption(model, str(EXAMPLE), "beam", 9, 30)  # the slider's range, from vlp.limits
     with pytest.raises(BadArgument, match="maximum length must be from 1 to 40"):
         caption.caption(model, str(EXAMPLE), "greedy", 1, 41)
+    for value in (float("inf"), float("nan"), "abc", None):  # JSON may carry Infinity and NaN
+        with pytest.raises(BadArgument, match="number of beams must be a whole number"):
+            caption.caption(model, str(EXAMPLE), "beam", value, 30)
 
 
 @pytest.mark.parametrize("name, message", [("notes.txt", "'notes.txt' is not a readable image"),
@@ -320,6 +324,62 @@ def test_add_own_images(model, gallery, bad_files, tmp_path):
         search.add_images(model, result.own, [])
 
 
+def test_adding_images_is_bounded_per_call_and_per_session(model, tmp_path):
+    from vlp.index import SearchIndex
+    from vlp.limits import MAX_ADD_FILES, MAX_OWN_IMAGES
+
+    never_read = [str(tmp_path / f"missing-{i}.png") for i in range(MAX_ADD_FILES + 1)]
+    with pytest.raises(BadArgument, match=f"at most {MAX_ADD_FILES} images at a time, not {MAX_ADD_FILES + 1}"):
+        search.add_images(model, None, never_read)
+    full = SearchIndex(model)
+    full.add_embeddings(np.random.default_rng(0).normal(size=(MAX_OWN_IMAGES - 1, full.dim)).astype(np.float32))
+    with pytest.raises(BadArgument, match=f"it has {MAX_OWN_IMAGES - 1}, so add at most 1 more"):
+        search.add_images(model, full, never_read[:2])
+    assert len(full) == MAX_OWN_IMAGES - 1
+
+
+def test_images_are_added_a_few_at_a_time(model, tmp_path, monkeypatch):
+    from vlp.index import SearchIndex
+    from vlp.limits import MAX_ADD_FILES
+
+    paths = []
+    for i in range(MAX_ADD_FILES):
+        paths.append(str(tmp_path / f"mine-{i}.png"))
+        world.render(world.sample_scene("val", i), 64).save(paths[-1])
+    batches, index_add = [], SearchIndex.add
+
+    def add(index, items, *args, batch_size=64, **kwargs):
+        batches.append((len(items), batch_size))  # an add holds at most batch_size decoded images
+        return index_add(index, items, *args, batch_size=batch_size, **kwargs)
+
+    monkeypatch.setattr(SearchIndex, "add", add)
+    seen = []
+    result = search.add_images(model, None, paths, lambda fraction, words: seen.append((fraction, words)))
+    assert len(result.own) == MAX_ADD_FILES
+    assert all(n <= search.ADD_BATCH and size <= search.ADD_BATCH for n, size in batches)
+    assert len(seen) == len(batches) == -(-MAX_ADD_FILES // search.ADD_BATCH)  # the bar moves after each batch
+    assert [f for f, _ in seen] == sorted(f for f, _ in seen)
+    assert seen[-1] == (1.0, f"indexed {MAX_ADD_FILES} of {MAX_ADD_FILES}")
+
+
+def test_large_images_are_added_one_at_a_time(tmp_path):
+    from vlp.limits import MAX_PIXELS
+
+    sizes = {"small": (64, 64), "large": (5000, 5000), "huge": (7000, 6000)}  # 25 and 42 megapixels
+    paths = []
+    for i, kind in enumerate(["small", "large", "small", "large", "huge", "small", "small", "small", "small"]):
+        paths.append(str(tmp_path / f"{i}-{kind}.png"))
+        Image.new("1", sizes[kind]).save(paths[-1])  # a few kB each; only the header is read
+    paths.append(str(tmp_path / "missing.png"))
+    batches = search.add_batches(paths)
+    assert [p for batch in batches for p in batch] == paths
+    decoded = {"small": 64 * 64, "large": 5000 * 5000, "huge": 0, "missing": 0}  # huge: refused from its header
+    for batch in batches:
+        pixels = sum(decoded[Path(p).stem.split("-")[-1]] for p in batch)
+        assert len(batch) <= search.ADD_BATCH and (pixels <= MAX_PIXELS or len(batch) == 1), batch
+    assert sum(1 for batch in batches if any(p.endswith("-large.png") for p in batch)) == 2  # never two together
+
+
 # ----------------------------------------------------------------------------- attention
 
 
@@ -390,6 +450,24 @@ def test_worked_example_accepts_frames_and_refuses_bad_cells():
     for q, k, v, message in [([[1, 2]], [[1]], [[1]], "same width d_k"), ([["nan"]], [[1]], [[1]], "finite")]:
         with pytest.raises(gr.Error, match=message):
             safe(learn.worked)(q, k, v)
+
+
+def test_a_large_table_is_refused_before_its_cells_are_read():
+    too_many = [["not a number"]] * 2000
+    for q, message in [(too_many, "Q has 2000 rows"), ([[1] * 17], "Q has a row of 17 columns"),
+                       ("abc", "Q must be a table"), ([1, 2], "Q must be a table")]:
+        with pytest.raises(BadArgument, match=message):
+            learn.worked(q, [[1]], [[1]])
+
+
+def test_attention_sliders_that_are_not_numbers_are_refused(model):
+    maps = attention.compute_attention(model, str(EXAMPLE), "")
+    for call, message in [(lambda: attention.draw_vision(maps, "abc", 0), "layer must be a number"),
+                          (lambda: attention.draw_vision(maps, 1, float("nan")), "head must be a number"),
+                          (lambda: attention.draw_cross(maps, None), "word must be a number")]:
+        with pytest.raises(BadArgument, match=message):
+            call()
+    assert attention.draw_vision(maps, 99, 99).width > 300  # a number out of range is clamped
 
 
 # ----------------------------------------------------------------------------- about

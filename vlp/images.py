@@ -43,14 +43,28 @@ def load_image(image) -> Image.Image:
     return _to_rgb(img)
 
 
-def _open(source, name: str) -> Image.Image:
+def image_size(path) -> tuple[int, int]:
+    """(width, height) of an image file, read from its header: nothing is decoded.
+
+    Raises:
+        BadImage: when the file is missing, not a readable image, or over `MAX_PIXELS`.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise BadImage(f"No image file at {path}.")
+    with _open(path, str(path), decode=False) as img:
+        return img.size
+
+
+def _open(source, name: str, decode: bool = True) -> Image.Image:
     try:
         with warnings.catch_warnings():
             # Our own limit, read from the header below, is lower than PIL's bomb warning.
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             img = Image.open(source)
         _check_size(img.width, img.height)  # before any pixel is decoded
-        img.load()
+        if decode:
+            img.load()
     except BadImage:
         raise
     except Image.DecompressionBombError:

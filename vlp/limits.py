@@ -5,6 +5,7 @@ Each limit bounds the work one request can cause, before any of it starts.
 """
 from __future__ import annotations
 
+import math
 import numbers
 
 from vlp.errors import BadArgument, BadText
@@ -22,15 +23,17 @@ MAX_WORKED_TOKENS = 16  # rows of Q, K or V in the worked attention example (a c
 MAX_WORKED_WIDTH = 16  # columns of Q, K or V there
 MAX_PIXELS = 40_000_000  # larger images are refused from their header, before decoding
 MAX_UPLOAD_BYTES = 20 * 1024 * 1024  # 20 MiB: the demo's server refuses larger uploads
-MAX_ADD_FILES = 500  # most images a visitor adds to their own search in one go
+MAX_ADD_FILES = 16  # most images one request adds to a visitor's search or uploads (40 MP each: ~6 s of 2 cores)
+MAX_OWN_IMAGES = 128  # most images one visitor's own search holds (a session)
 
 
 def whole_number(value, name: str, low: int, high: int) -> int:
     """`value` as an int in [low, high], or BadArgument naming `name` and the range.
 
-    Accepts ints and whole floats (a slider sends 3.0); refuses bools, strings, NaN and fractions.
+    Accepts ints and whole floats (a slider sends 3.0); refuses bools, strings, NaN, infinities and fractions.
     """
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or value != value or int(value) != value:
+    number = isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
+    if not number or int(value) != value:
         raise BadArgument(f"The {name} must be a whole number from {low} to {high}, got {value!r}.")
     if not low <= int(value) <= high:
         raise BadArgument(f"The {name} must be from {low} to {high}, got {int(value)}.")
