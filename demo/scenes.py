@@ -18,6 +18,7 @@ from PIL import Image
 from vlp import world
 from vlp.errors import BadArgument, BadImage
 from vlp.images import image_size, load_image
+from vlp.protocol import Model
 
 from demo.inputs import (QUEUED, QUEUED_PRIVATE, checked_image, escaped, image_input, image_path, safe,
                          without_path)
@@ -101,27 +102,30 @@ def random_scene(known: KnownScenes, split: str = "test", index: int | None = No
     return image, scene_note(known, image)
 
 
-def scene_note(known: KnownScenes, image) -> str:
+def scene_note(known: KnownScenes, image, model: Model | None = None) -> str:
     """Markdown saying what the scene is when the demo drew it, or why the file is not an image;
-    empty when there is no image."""
+    for an upload, the model's notice when the image lies outside what it knows (a photo for a
+    Shapes World model). Empty when there is no image."""
     if image is None:
         return ""
-    unknown = "An uploaded image: the demo does not know its truth."
     try:
-        if isinstance(image, (str, Path)) and not known.might_know(image):
-            return unknown
-        found = known.find(checked_image(image))
+        # A file whose size no drawn scene has is not decoded just to look it up.
+        found = None
+        if not (isinstance(image, (str, Path)) and not known.might_know(image)):
+            found = known.find(checked_image(image))
+        if found is not None:
+            scene, name = found
+            return f"Shapes World, {name}. True caption: **{world.caption(scene)}**"
+        notice = model.domain_notice(checked_image(image)) if model is not None else None
     except BadImage as err:
         return f"⚠ {escaped(without_path(str(err), image))}"
-    if found is None:
-        return unknown
-    scene, name = found
-    return f"Shapes World, {name}. True caption: **{world.caption(scene)}**"
+    unknown = "An uploaded image: the demo does not know its truth."
+    return f"{unknown}  \n⚠ **{notice}**" if notice else unknown
 
 
-def build_image_column(known: KnownScenes) -> gr.Image:
-    """The image input, the random-scene button, the scene note and the examples; the image
-    component, which the tabs read."""
+def build_image_column(known: KnownScenes, model: Model) -> gr.Image:
+    """The image input, the random-scene button, the scene note (with the model's notice for an
+    image outside what it knows) and the examples; the image component, which the tabs read."""
     examples = load_examples(known)
     image = image_input(label="Image", format="png", height=300, sources=["upload", "clipboard"], elem_id="image")
     with gr.Row():
@@ -138,6 +142,6 @@ def build_image_column(known: KnownScenes) -> gr.Image:
 
     random_btn.click(on_random, [split], [image, note], api_name="random_scene", **QUEUED)
     # preprocess=False: the file as uploaded, not opened by Gradio; a bad one is said here, once
-    image.change(lambda img: scene_note(known, image_path(img)), [image], [note], preprocess=False,
+    image.change(lambda img: scene_note(known, image_path(img), model), [image], [note], preprocess=False,
                  **QUEUED_PRIVATE)
     return image

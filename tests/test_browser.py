@@ -86,3 +86,24 @@ def test_a_file_that_is_not_an_image_is_said_once(browser, app_server, tmp_path)
         assert page.locator(".toast-body").count() == 1 and "(2)" not in page.locator(".toast-body").inner_text()
     finally:
         page.close()
+
+
+@pytest.mark.timeout(300)
+def test_a_photo_gets_the_models_notice_under_the_image(browser, app_server, tmp_path):
+    import skimage.data
+    from PIL import Image
+    from playwright.sync_api import expect
+
+    photo = tmp_path / "astronaut.jpg"
+    Image.fromarray(skimage.data.astronaut()).save(photo)
+    page = browser.new_page(viewport={"width": 390, "height": 844})  # a phone
+    page.set_default_timeout(WAIT_MS)
+    try:
+        page.goto(app_server.url, wait_until="load", timeout=WAIT_MS)
+        page.locator("#image input[type=file]").set_input_files(str(photo))
+        note = page.locator("#scene-note")
+        expect(note).to_contain_text("does not look like a Shapes World scene", timeout=WAIT_MS)
+        expect(note).to_contain_text("VLP_MODEL", timeout=WAIT_MS)
+        assert note.is_visible()
+    finally:
+        page.close()

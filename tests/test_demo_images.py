@@ -86,3 +86,19 @@ def test_a_new_image_is_described_without_decoding_a_photo(tmp_path, monkeypatch
     assert decoded == []
     assert scenes.scene_note(known, str(notes)) == "⚠ 'notes.png' is not a readable image (UnidentifiedImageError)."
     assert ask.example_questions(str(notes), known) == ask.GENERIC_QUESTIONS
+
+
+def test_a_photo_gets_the_models_notice_under_the_image_and_a_scene_does_not(tmp_path):
+    import skimage.data
+
+    import vlp
+
+    model = vlp.load(device="cpu")
+    known = scenes.KnownScenes()
+    photo = tmp_path / "coffee.jpg"
+    Image.fromarray(skimage.data.coffee()).save(photo)
+    note = scenes.scene_note(known, str(photo), model)
+    assert "does not know its truth" in note and "Shapes World" in note and "VLP_MODEL" in note
+    drawn = tmp_path / "drawn.png"
+    world.render(world.sample_scene("test", 3)).convert("RGBA").save(drawn)
+    assert scenes.scene_note(known, str(drawn), model) == "An uploaded image: the demo does not know its truth."
