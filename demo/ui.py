@@ -95,7 +95,7 @@ def build_demo(model, gallery_spec: str = DEFAULT_GALLERY, cache_dir=None) -> De
                     elem_id="header")
         with gr.Row(equal_height=False):
             with gr.Column(scale=1, min_width=300):
-                image = build_image_column(known)
+                image = build_image_column(known, model)
             with gr.Column(scale=2, min_width=480):
                 with gr.Tabs():
                     build_caption_tab(model, image, known)
