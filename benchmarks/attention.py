@@ -1,6 +1,8 @@
 """Attention speed: vlp's fused and explicit paths vs nn.MultiheadAttention, as ratios to SDPA.
 
     python -m vlp bench attention [--device cpu|cuda] [--repeats 50]
+
+The paths take turns (A, B, C, …, A, B, C, …), so a busy machine slows them alike.
 """
 from __future__ import annotations
 
@@ -10,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from benchmarks.timing import median_seconds, table
+from benchmarks.timing import interleaved_medians, load_average, table
 from vlp.layers import Attention
 
 CASES = {  # name: (batch, tokens, width, heads)
@@ -47,7 +49,7 @@ def measure(batch: int, tokens: int, width: int, heads: int, device: str, repeat
         "nn.MultiheadAttention + weights": lambda: ref(x, x, x, need_weights=True, average_attn_weights=False),
     }
     with torch.inference_mode():
-        seconds = {name: median_seconds(fn, repeats, device=device) for name, fn in runs.items()}
+        seconds = interleaved_medians(runs, repeats, device=device)
     base = seconds["F.scaled_dot_product_attention"]
     return [{"path": n, "ms": f"{s * 1e3:.3f}", "× SDPA": f"{s / base:.2f}"} for n, s in seconds.items()]
 
@@ -57,4 +59,5 @@ def main(args) -> int:
     for name, (b, t, w, h) in CASES.items():
         print(f"\n{name}: batch {b}, {t} tokens, width {w}, {h} heads")
         print(table(measure(b, t, w, h, args.device, args.repeats), ["path", "ms", "× SDPA"]))
+        print(load_average())
     return 0

@@ -4,10 +4,12 @@ import importlib
 
 BENCHMARKS = {
     "attention": "our attention (fused and explicit) against torch's, as ratios to SDPA",
-    "train": "pretraining samples/s",
+    "train": "pretraining samples/s: today's step, each lever of the cpu recipe, the data, process layouts",
+    "pretrain": "time to each bar: a recipe against today's, trained in turns for a wall-clock budget",
     "generate": "caption latency and tokens/s with and without the KV cache",
     "search": "FAISS exact vs approximate search: build time, memory, queries/s, recall@10",
     "demo": "demo start-up time and caption latency through the HTTP API vs the bare model",
+    "load": "the demo under a mixed load of every endpoint over HTTP, beside Gradio's echo floor and the bare handlers",
 }
 
 

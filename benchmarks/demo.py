@@ -1,171 +1,105 @@
 """`python -m vlp bench demo`: how fast the demo starts and what serving a caption costs.
 
-1. The bare model: `model.caption(image)` in this process, p50/p95 over --requests calls; and
-   the handler behind /caption (`demo.caption.caption`: read the file, caption, score the
-   caption with ITM, compare with the scene's truth), also in process.
-2. Start-up: `python app.py --port P` in a subprocess, seconds until GET / first answers 200.
-3. The HTTP API: `/caption` through gradio_client, p50/p95 per request with 1 client and
-   with --clients clients at once (each its own session); the queue serves
-   `demo.ui.CONCURRENCY` at a time, so with 8 clients the latency includes waiting.
-The serving overhead is the API's p50 over the bare p50. Everything runs on this machine's
-CPU (or GPU); the bare calls run before the server starts, so they do not compete with it.
+1. Start-up: `python app.py` in a subprocess, seconds until GET / first answers 200.
+2. One caption at a time, five ways in turns (A, B, C, D, E, A, …, `--requests` rounds):
+   `model.caption` in this process (the bare model); `demo.caption.caption`, the handler behind
+   /caption (read the file, caption, score the caption, compare with the scene's truth), in
+   process; the echo app (the same Gradio, launched with the demo's queue settings, one event
+   that reads an image and returns a text: Gradio's own cost, the floor); /caption over plain
+   HTTP (httpx, Gradio 6's queue protocol in one session, as the page sends it); and /caption
+   through gradio_client (which uploads the image with every request).
+3. `--clients` clients at once sending /caption, over plain HTTP and through gradio_client in
+   alternate rounds: p50, p95 and requests per second; the queue serves `demo.ui.CONCURRENCY`
+   requests at a time, so the latency includes waiting.
+The load average is printed beside the figures. Every server runs on 127.0.0.1.
 """
 from __future__ import annotations
 
-import os
-import socket
+import contextlib
 import statistics
-import subprocess
 import sys
 import tempfile
-import threading
 import time
-import urllib.request
 from pathlib import Path
 
-from benchmarks.timing import table
-
-ROOT = Path(__file__).resolve().parent.parent
+from benchmarks.load import (ROOT, GradioClient, HTTPClient, Load, app_command, ms, percentile, run_load, served)
+from benchmarks.timing import load_average, table
 
 
 def add_arguments(parser) -> None:
     parser.add_argument("--model", default="vlp-tiny", help="model spec for the app and the bare calls (default: vlp-tiny)")
-    parser.add_argument("--requests", type=int, default=40, help="caption requests per measurement (default: 40)")
-    parser.add_argument("--clients", type=int, default=8, help="concurrent clients in the second API run (default: 8)")
-    parser.add_argument("--gallery", default="world:200",
-                        help="the app's search gallery (default: world:200, built in a temporary cache)")
+    parser.add_argument("--requests", type=int, default=40, help="caption rounds at one client, and per client at many (default: 40)")
+    parser.add_argument("--clients", type=int, default=8, help="concurrent clients in the second run (default: 8)")
+    parser.add_argument("--gallery", default="world:200", help="the app's search gallery (default: world:200)")
     parser.add_argument("--timeout", type=float, default=180.0, help="seconds to wait for the first page (default: 180)")
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _percentile(values: list[float], q: float) -> float:
-    values = sorted(values)
-    k = (len(values) - 1) * q
-    lo, hi = int(k), min(int(k) + 1, len(values) - 1)
-    return values[lo] + (values[hi] - values[lo]) * (k - lo)
-
-
-def _row(what: str, clients, seconds: list[float], wall: float, bare_p50: float | None = None) -> dict:
-    p50 = statistics.median(seconds)
-    row = {"what": what, "clients": clients, "requests": len(seconds), "p50 ms": f"{p50 * 1000:.0f}",
-           "p95 ms": f"{_percentile(seconds, 0.95) * 1000:.0f}", "req/s": f"{len(seconds) / wall:.1f}"}
-    row["p50 / bare p50"] = f"{p50 / bare_p50:.2f}x" if bare_p50 else "1.00x"
-    return row
-
-
-def _wait_for_page(url: str, proc: subprocess.Popen, timeout: float) -> float:
-    start = time.perf_counter()
-    while time.perf_counter() - start < timeout:
-        if proc.poll() is not None:
-            raise RuntimeError(f"app.py exited with status {proc.returncode} before serving a page")
-        try:
-            with urllib.request.urlopen(url, timeout=2) as response:
-                if response.status == 200 and response.read(64):
-                    return time.perf_counter()
-        except OSError:
-            time.sleep(0.1)
-    raise RuntimeError(f"no page at {url} after {timeout:.0f} s")
-
-
-def _api_latencies(url: str, image: str, clients: int, per_client: int) -> tuple[list[float], float]:
-    """Latency of every /caption request when `clients` sessions call at once; (seconds, wall)."""
-    from gradio_client import Client, handle_file
-
-    sessions = [Client(url, verbose=False) for _ in range(clients)]
-    latencies: list[float] = []
-    lock = threading.Lock()
-    go = threading.Barrier(clients)
-
-    def run(client):
-        go.wait()
-        for _ in range(per_client):
-            t = time.perf_counter()
-            client.predict(handle_file(image), "greedy", 3, 30, api_name="/caption")
-            with lock:
-                latencies.append(time.perf_counter() - t)
-
-    threads = [threading.Thread(target=run, args=(c,)) for c in sessions]
-    start = time.perf_counter()
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    return latencies, time.perf_counter() - start
-
-
 def main(args) -> int:
+    import torch
+
+    import app
     import vlp
     from demo.caption import caption
     from demo.scenes import KnownScenes, example_files, load_examples
     from demo.ui import CONCURRENCY
     from vlp.images import load_image
 
-    image = str(example_files()[0])
+    torch.set_num_threads(app.TORCH_THREADS)  # in process as in the server
+    image = example_files()[0]
     model = vlp.load(args.model)
     picture = load_image(image)
-    for _ in range(3):
-        model.caption(picture)
-    bare = []
-    start = time.perf_counter()
-    for _ in range(args.requests):
-        t = time.perf_counter()
-        model.caption(picture)
-        bare.append(time.perf_counter() - t)
-    bare_wall = time.perf_counter() - start
-    bare_p50 = statistics.median(bare)
-    handler = []  # what /caption runs: load the file, caption, score the caption (ITM), check the truth
     known = KnownScenes()
     load_examples(known)
-    start = time.perf_counter()
-    for _ in range(args.requests):
-        t = time.perf_counter()
-        caption(model, image, "greedy", 3, 30, known)
-        handler.append(time.perf_counter() - t)
-    handler_wall = time.perf_counter() - start
-    del model
+    with tempfile.TemporaryDirectory() as tmp, contextlib.ExitStack() as stack:
+        folder = Path(tmp)
+        start = time.perf_counter()
+        server = stack.enter_context(served("app", app_command(ROOT, args), ROOT, folder, args.timeout))
+        first_page = time.perf_counter() - start
+        echo = stack.enter_context(served("echo", [sys.executable, "-m", "benchmarks.load"], ROOT, folder,
+                                          args.timeout))
+        http, gradio, floor = HTTPClient(server.url, image), GradioClient(server.url, image), HTTPClient(echo.url, image)
+        http.call("search", ["a red circle", None, 1, False])  # waits for the gallery build
+        ways = {
+            "model.caption (bare, in process)": lambda: model.caption(picture),
+            "demo.caption.caption (the handler, in process)": lambda: caption(model, str(image), "greedy", 3, 30, known),
+            "echo app over plain HTTP (Gradio's floor)": lambda: floor.call("echo", [floor.image, "a red circle"]),
+            "/caption over plain HTTP": lambda: http.call("caption", [http.image, "greedy", 3, 30]),
+            "/caption through gradio_client": lambda: gradio.call("caption", [gradio.image, "greedy", 3, 30]),
+        }
+        for fn in ways.values():  # warm-up
+            fn()
+            fn()
+        seconds = {name: [] for name in ways}
+        for _ in range(args.requests):
+            for name, fn in ways.items():
+                t = time.perf_counter()
+                fn()
+                seconds[name].append(time.perf_counter() - t)
+        one_load = load_average()
 
-    port = _free_port()
-    url = f"http://127.0.0.1:{port}/"
-    env = {**os.environ, "GRADIO_ANALYTICS_ENABLED": "False", "PYTHONUNBUFFERED": "1"}
-    rows = [_row("model.caption (bare, in process)", "-", bare, bare_wall),
-            _row("demo.caption.caption (in process)", "-", handler, handler_wall, bare_p50)]
-    with tempfile.TemporaryDirectory() as cache:
-        env["XDG_CACHE_HOME"] = cache
-        log = open(Path(cache) / "app.log", "w+")
-        t0 = time.perf_counter()
-        proc = subprocess.Popen([sys.executable, "app.py", "--port", str(port), "--model", args.model,
-                                 "--gallery", args.gallery], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
-        try:
-            first_page = _wait_for_page(url, proc, args.timeout) - t0
-            from gradio_client import Client, handle_file
+        many = {"plain HTTP": Load(), "gradio_client": Load()}
+        clients = {"plain HTTP": [HTTPClient(server.url, image) for _ in range(args.clients)],
+                   "gradio_client": [GradioClient(server.url, image) for _ in range(args.clients)]}
+        for _ in range(2):  # alternate rounds
+            for way, visitors in clients.items():
+                many[way].add(run_load(visitors, [["caption"] * max(1, args.requests // 2)] * args.clients, 0))
 
-            warm = Client(url, verbose=False)
-            warm.predict("a red circle", None, 1, False, api_name="/search")  # waits for the gallery build
-            for _ in range(3):
-                warm.predict(handle_file(image), "greedy", 3, 30, api_name="/caption")
-            one, one_wall = _api_latencies(url, image, 1, args.requests)
-            rows.append(_row("/caption via gradio_client", 1, one, one_wall, bare_p50))
-            per_client = max(1, args.requests // args.clients)
-            many, many_wall = _api_latencies(url, image, args.clients, per_client)
-            rows.append(_row("/caption via gradio_client", args.clients, many, many_wall, bare_p50))
-        except Exception:
-            log.seek(0)
-            print(log.read()[-3000:], file=sys.stderr)
-            raise
-        finally:
-            proc.terminate()
-            try:
-                proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-            log.close()
-
+    p50 = {name: statistics.median(s) for name, s in seconds.items()}
+    floor_p50, handler_p50 = p50["echo app over plain HTTP (Gradio's floor)"], p50[
+        "demo.caption.caption (the handler, in process)"]
     print(f"start → first page: {first_page:.1f} s (python app.py --model {args.model} --gallery {args.gallery})")
-    print(f"caption latency, greedy, example {Path(image).name}; the server runs {CONCURRENCY} requests at a time")
-    print(table(rows, ["what", "clients", "requests", "p50 ms", "p95 ms", "req/s", "p50 / bare p50"]))
+    print(f"\none caption at a time, greedy, example {image.name}, {args.requests} rounds in turns; {one_load}")
+    rows = [{"what": name, "p50 ms": ms(p50[name]), "p95 ms": ms(percentile(s, 0.95)),
+             "p50 ÷ (echo + handler)": f"{p50[name] / (floor_p50 + handler_p50):.2f}x"}
+            for name, s in seconds.items()]
+    print(table(rows, ["what", "p50 ms", "p95 ms", "p50 ÷ (echo + handler)"]))
+    print(f"\n/caption from {args.clients} clients at once, 2 rounds alternating; the server runs {CONCURRENCY} "
+          f"requests at a time; {load_average()}")
+    rows = []
+    for way, seen in many.items():
+        got = seen.seconds.get("caption", [])
+        rows.append({"client": way, "requests": seen.count, "errors": sum(map(len, seen.errors.values())),
+                     "p50 ms": ms(statistics.median(got)), "p95 ms": ms(percentile(got, 0.95)),
+                     "req/s": f"{seen.count / seen.wall:.1f}"})
+    print(table(rows, ["client", "requests", "errors", "p50 ms", "p95 ms", "req/s"]))
     return 0

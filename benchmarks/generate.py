@@ -3,7 +3,8 @@
     python -m vlp bench generate [--model vlp-tiny] [--tokens 20] [--batch 1] [--beams 1]
 
 Decoding runs a fixed number of new tokens (no early stop at [EOS]) so both paths do the
-same work; the ratio is uncached time over cached time.
+same work; the ratio is uncached time over cached time. The paths take turns (cached,
+uncached, whole caption, cached, …), so a busy machine slows them alike.
 """
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import argparse
 import torch
 
 import vlp
-from benchmarks.timing import median_seconds, table
+from benchmarks.timing import interleaved_medians, load_average, table
 from vlp import world
 from vlp.generate import generate
 
@@ -40,17 +41,19 @@ def main(args) -> int:
         def run(use_cache):
             return lambda: generate(net.decoder, tokens, prompts, never_eos, never_pad, args.tokens, args.beams, use_cache)
 
-        rows = []
-        seconds = {}
-        for name, cached in (("KV cache", True), ("no cache (recompute the prefix)", False)):
-            seconds[name] = median_seconds(run(cached), args.repeats, device=model.device)
-        full = median_seconds(lambda: model.caption(images[0], num_beams=args.beams), args.repeats, device=model.device)
+        seconds = interleaved_medians({
+            "KV cache": run(True),
+            "no cache (recompute the prefix)": run(False),
+            "model.caption": lambda: model.caption(images[0], num_beams=args.beams),
+        }, args.repeats, device=model.device)
+    full = seconds.pop("model.caption")
     base = seconds["KV cache"]
+    rows = []
     for name, s in seconds.items():
         rows.append({"decoding": name, "ms per batch": f"{s * 1e3:.1f}",
                      "tokens/s": f"{args.tokens * args.batch / s:.0f}", "× KV cache": f"{s / base:.2f}"})
     print(f"{model.spec} on {model.device}, {args.tokens} new tokens, batch {args.batch}, beams {args.beams}, "
-          f"threads {torch.get_num_threads()}")
+          f"threads {torch.get_num_threads()}; {load_average()}")
     print(table(rows, ["decoding", "ms per batch", "tokens/s", "× KV cache"]))
     print(f"model.caption (one image, image encoder included, stops at [EOS]): {full * 1e3:.1f} ms")
     return 0

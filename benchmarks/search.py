@@ -10,11 +10,13 @@ dimensions, the hard case for quantisation: a query's ten nearest neighbours dif
 rest of its cluster by only a few hundredths of cosine.
 
 Measured for each index, all in one process with FAISS's default threads:
-- build s: train + add, seconds;
+- build s: train + add, seconds (one build each, one after the other);
 - bytes/vector: `len(faiss.serialize_index(index)) / n`;
 - queries/s: all queries in one `search` call (throughput, k = 10);
 - ms/query: up to 100 queries one at a time (latency, what the demo sees);
 - recall@10: the share of exact search's top 10 that the index also returns.
+The searches take turns (flat, ivfpq, hnsw, flat, … for `--rounds` rounds; the median round
+counts), so a busy machine slows them alike; the load average is printed with the table.
 The approximate indexes are made by `vlp.faiss_index.new_faiss_index`, with the same parameters
 that `SearchIndex` uses, so these figures are what `index_type="auto"` gets.
 
@@ -27,13 +29,14 @@ Measured with the first command above (2-core CPU shared with other jobs, load ~
 from __future__ import annotations
 
 import argparse
+import statistics
 import sys
 import time
 
 import faiss
 import numpy as np
 
-from benchmarks.timing import table
+from benchmarks.timing import interleaved_seconds, load_average, table
 from vlp.errors import BadArgument, VLPError
 from vlp.faiss_index import IVFPQ_MIN_TRAIN, kind_for, new_faiss_index, train_sample
 
@@ -50,6 +53,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--indexes", default="flat,ivfpq,hnsw",
                         help="comma-separated, from flat, ivfpq, hnsw; flat is always run (default: all)")
     parser.add_argument("--seed", type=int, default=0, help="data seed (default: 0)")
+    parser.add_argument("--rounds", type=int, default=3, help="rounds of searches, the indexes taking turns (default: 3)")
     parser.add_argument("--threads", type=int, default=0,
                         help="FAISS threads for every index (default 0: FAISS's default, one per core); "
                              "1 is steadier on a machine that other processes keep busy")
@@ -79,18 +83,22 @@ def recall_at_k(found: np.ndarray, exact: np.ndarray) -> float:
     return float(np.mean([len(set(f[:k]) & set(e)) / k for f, e in zip(found, exact)]))
 
 
-def measure(index: faiss.Index, queries: np.ndarray, k: int) -> dict:
-    """Throughput (one batch call), latency (one query at a time) and the batch's result ids."""
-    index.search(queries[:10], k)  # warm-up: page in, start the thread pool
-    start = time.perf_counter()
-    _, ids = index.search(queries, k)
-    batch_s = time.perf_counter() - start
+def measure(indexes: dict[str, faiss.Index], queries: np.ndarray, k: int, rounds: int) -> dict[str, dict]:
+    """Throughput (one batch call), latency (one query at a time) and the batch's result ids of
+    each index; the indexes take turns, `rounds` times, and the median round counts."""
     singles = queries[:100]
-    start = time.perf_counter()
-    for q in singles:
-        index.search(q[None], k)
-    single_s = (time.perf_counter() - start) / len(singles)
-    return {"qps": len(queries) / batch_s, "ms": 1000 * single_s, "ids": ids}
+
+    def batch(index):
+        return lambda: index.search(queries, k)
+
+    def one_at_a_time(index):
+        return lambda: [index.search(q[None], k) for q in singles]
+
+    batch_s = interleaved_seconds({kind: batch(index) for kind, index in indexes.items()}, rounds, warmup=1)
+    single_s = interleaved_seconds({kind: one_at_a_time(index) for kind, index in indexes.items()}, rounds, warmup=1)
+    return {kind: {"qps": len(queries) / statistics.median(batch_s[kind]),
+                   "ms": 1000 * statistics.median(single_s[kind]) / len(singles),
+                   "ids": index.search(queries, k)[1]} for kind, index in indexes.items()}
 
 
 def build(kind: str, base: np.ndarray) -> tuple[faiss.Index, dict, float]:
@@ -120,24 +128,26 @@ def run(args) -> list[dict]:
                                      seed=args.seed + 1, centres_seed=args.seed)
     print(f"generated in {time.perf_counter() - start:.1f} s", file=sys.stderr)
 
-    rows, flat = [], None
+    indexes, built = {}, {}
     for kind in kinds:
         if kind == "ivfpq" and args.n < IVFPQ_MIN_TRAIN:
             print(f"ivfpq skipped: it needs at least {IVFPQ_MIN_TRAIN:,} vectors to train", file=sys.stderr)
             continue
         print(f"building {kind} …", file=sys.stderr)
-        index, params, build_s = build(kind, base)
-        size = len(faiss.serialize_index(index))
-        result = measure(index, queries, args.k)
-        del index
-        if flat is None:
-            flat = {"qps": result["qps"], "bytes": size, "ids": result["ids"]}
+        indexes[kind], params, build_s = build(kind, base)
+        built[kind] = {"params": params, "build_s": build_s, "bytes": len(faiss.serialize_index(indexes[kind]))}
+    print(f"searching, {args.rounds} rounds in turns …", file=sys.stderr)
+    results = measure(indexes, queries, args.k, args.rounds)
+    flat = {"qps": results["flat"]["qps"], "bytes": built["flat"]["bytes"], "ids": results["flat"]["ids"]}
+    rows = []
+    for kind, result in results.items():
+        b = built[kind]
         row = {
             "index": kind,
-            "parameters": " ".join(f"{k}={v}" for k, v in params.items()) or "exact",
-            "build s": f"{build_s:.1f}",
-            "bytes/vector": f"{size / args.n:.0f}",
-            "memory × flat": f"{size / flat['bytes']:.2f}",
+            "parameters": " ".join(f"{k}={v}" for k, v in b["params"].items()) or "exact",
+            "build s": f"{b['build_s']:.1f}",
+            "bytes/vector": f"{b['bytes'] / args.n:.0f}",
+            "memory × flat": f"{b['bytes'] / flat['bytes']:.2f}",
             "queries/s": f"{result['qps']:.0f}",
             "speed × flat": f"{result['qps'] / flat['qps']:.1f}",
             "ms/query (1 at a time)": f"{result['ms']:.2f}",
@@ -156,7 +166,7 @@ def main(args: argparse.Namespace) -> int:
         return 2
     auto = kind_for("auto", args.n)
     print(f"\nFAISS search, {args.n:,} vectors of dim {args.dim}, {args.queries:,} queries, "
-          f"k={args.k} (SearchIndex auto at this size: {auto})\n")
+          f"k={args.k} (SearchIndex auto at this size: {auto}); {load_average()}\n")
     print(table(rows, list(rows[0])))
     return 0
 

@@ -1,56 +1,128 @@
-"""Pretraining throughput: samples/s of full training steps (all four objectives), and of the
-data pipeline alone, on this machine.
+"""Pretraining throughput: samples/s of a training step with each lever of the CPU recipe added
+in turn, of the data pipeline alone, and (with --layouts) of whole training runs in different
+process and thread layouts.
 
-    python -m vlp bench train [--device cpu|cuda] [--batch-size 128] [--steps 10]
+    python -m vlp bench train [--device cpu|cuda] [--batch-size 128] [--rounds 5] [--layouts]
+
+The steps take turns (today's step, + bf16, + one ITM negative, the data, today's step, …) on
+the same batches, so a busy machine slows them alike; the ratio to today's step is the figure
+that holds. The layouts are short `python -m vlp train --recipe cpu` runs, also in turns.
 """
 from __future__ import annotations
 
 import argparse
+import json
+import statistics
+import subprocess
+import sys
+import tempfile
 import time
+from dataclasses import replace
+from pathlib import Path
 
 import torch
 
-from benchmarks.timing import sync, table
+from benchmarks.timing import interleaved_seconds, load_average, table
 from vlp.data import WorldBatches, build_tokenizer
 from vlp.device import pick_device
 from vlp.model import SIZES, VLP, config_for
-from vlp.train import train_step
+from vlp.train import RECIPES, TrainConfig, new_optimizer, prepare_for_training, train_step
+
+# Today's step, then the CPU recipe's step levers one at a time (vlp.train.RECIPES["cpu"]).
+LEVERS = {
+    "today: float32, 3 ITM negatives per image": TrainConfig(),
+    "+ bf16 autocast, explicit attention (CPU)": TrainConfig(cpu_bf16=True),
+    "+ 1 ITM negative per image (the cpu recipe's step)": TrainConfig(cpu_bf16=True, itm_negatives=1),
+}
+
+# (processes, threads per process) of a whole `--recipe cpu` run, at the same global batch
+LAYOUTS = [(1, 2), (1, 1), (2, 1)]
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", default="tiny", choices=SIZES)
     parser.add_argument("--device", default="auto")
     parser.add_argument("--batch-size", type=int, default=128)
-    parser.add_argument("--steps", type=int, default=10, help="timed steps, after 2 warm-up steps")
+    parser.add_argument("--steps", type=int, default=2, help="steps per turn (default: 2)")
+    parser.add_argument("--rounds", type=int, default=5, help="turns of each step (default: 5)")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="torch threads (default 1, as in each of the cpu recipe's processes; 0: torch's default)")
+    parser.add_argument("--layouts", action="store_true",
+                        help="also time whole --recipe cpu runs as 1 process × 2 threads, 1 × 1 and 2 × 1")
+    parser.add_argument("--layout-steps", type=int, default=40, help="steps of each layout run (default: 40)")
+
+
+def step_rates(args) -> list[dict]:
+    device = pick_device(args.device)
+    tok = build_tokenizer()
+    torch.manual_seed(0)
+    net = VLP(config_for(args.config, len(tok), tok.eos_id), tok.pad_id).to(device).train()
+    data = WorldBatches("train", tok, net.config.vision)
+    b = args.batch_size
+    batches = [data.batch(i, b) for i in range(args.steps)]
+    batches = [type(x)(**{k: v.to(device) for k, v in vars(x).items()}) for x in batches]
+
+    def steps(cfg: TrainConfig):
+        optimizer = new_optimizer(net, cfg, device)
+
+        def run():
+            prepare_for_training(net, device, cfg)
+            for batch in batches:
+                train_step(net, optimizer, batch, device, cfg)
+        return run
+
+    runs = {name: steps(cfg) for name, cfg in LEVERS.items()}
+    runs["data: draw, render, tokenise"] = lambda: [data.batch(1000 + i, b) for i in range(args.steps)]
+    seconds = {name: statistics.median(t) / (args.steps * b)
+               for name, t in interleaved_seconds(runs, args.rounds, warmup=1, device=device).items()}
+    today = seconds[next(iter(LEVERS))]
+    rows = [{"what": name, "samples/s": f"{1 / s:.0f}", "× today's step": f"{today / s:.2f}"}
+            for name, s in seconds.items()]
+    recipe_step = seconds[list(LEVERS)[-1]]
+    end_to_end = 1 / (recipe_step + seconds["data: draw, render, tokenise"])
+    rows.append({"what": "the cpu recipe's step + data in the same process", "samples/s": f"{end_to_end:.0f}",
+                 "× today's step": f"{today * end_to_end:.2f}"})
+    return rows
+
+
+def layout_rates(args) -> list[dict]:
+    """Short real runs of the cpu recipe in each layout, in turns; samples/s as the run logs it."""
+    recipe = RECIPES["cpu"]
+    global_batch = recipe.batch_size * recipe.cpu_processes
+    rates: dict[tuple, list[float]] = {layout: [] for layout in LAYOUTS}
+    with tempfile.TemporaryDirectory() as tmp:
+        for round_ in range(2):
+            for processes, threads in LAYOUTS:
+                out = Path(tmp) / f"{processes}x{threads}-{round_}"
+                cmd = [sys.executable, "-m", "vlp", "train", "--recipe", "cpu", "--out", str(out), "--device", "cpu",
+                       "--steps", str(args.layout_steps), "--eval-every", str(10**6), "--eval-scenes", "4",
+                       "--final-eval", "0", "--no-progress", "--batch-size", str(global_batch // processes),
+                       "--processes", str(processes), "--threads", str(threads)]
+                subprocess.run(cmd, check=True, capture_output=True)
+                rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+                logged = [r["samples_per_s"] for r in rows if "samples_per_s" in r][1:]  # the first includes start-up
+                rates[processes, threads].append(statistics.median(logged))
+                print(f"  {processes} × {threads}: {rates[processes, threads][-1]:.0f} samples/s; {load_average()}",
+                      file=sys.stderr)
+    base = statistics.median(rates[LAYOUTS[0]])
+    return [{"layout": f"{p} process{'es' if p > 1 else ''} × {t} thread{'s' if t > 1 else ''}",
+             "batch per process": global_batch // p, "samples/s": f"{statistics.median(r):.0f}",
+             "× 1 process × 2 threads": f"{statistics.median(r) / base:.2f}"} for (p, t), r in rates.items()]
 
 
 def main(args) -> int:
+    if args.threads:
+        torch.set_num_threads(args.threads)
     device = pick_device(args.device)
-    tok = build_tokenizer()
-    net = VLP(config_for(args.config, len(tok), tok.eos_id), tok.pad_id).to(device).train()
-    opt = torch.optim.AdamW(net.parameters(), lr=1e-3)
-    data = WorldBatches("train", tok, net.config.vision)
-    b = args.batch_size
-
-    start = time.perf_counter()
-    batches = [data.batch(i, b) for i in range(args.steps + 2)]
-    data_rate = len(batches) * b / (time.perf_counter() - start)
-
-    def step(batch):
-        train_step(net, opt, type(batch)(**{k: v.to(device) for k, v in vars(batch).items()}), device)
-
-    for batch in batches[:2]:
-        step(batch)
-    sync(device)
-    start = time.perf_counter()
-    for batch in batches[2:]:
-        step(batch)
-    sync(device)
-    train_rate = args.steps * b / (time.perf_counter() - start)
-    print(f"device: {device}, threads: {torch.get_num_threads()}, model: {args.config}, batch {b}")
-    print(table([
-        {"what": "data: draw, render, tokenise", "samples/s": f"{data_rate:.0f}"},
-        {"what": "training step: ITC+ITM+caption+VQA, fwd+bwd+clip+AdamW", "samples/s": f"{train_rate:.0f}"},
-        {"what": "end to end (data in the same process)", "samples/s": f"{1 / (1 / data_rate + 1 / train_rate):.0f}"},
-    ], ["what", "samples/s"]))
+    started = load_average()
+    rows = step_rates(args)
+    print(f"device: {device}, threads: {torch.get_num_threads()}, model: {args.config}, batch {args.batch_size}, "
+          f"{args.rounds} rounds of {args.steps} steps in turns; {started} at the start, {load_average()} at the end")
+    print(table(rows, ["what", "samples/s", "× today's step"]))
+    if args.layouts:
+        started = load_average()
+        rows = layout_rates(args)
+        print(f"\nwhole `--recipe cpu` runs of {args.layout_steps} steps, 2 rounds in turns; "
+              f"{started} at the start, {load_average()} at the end")
+        print(table(rows, ["layout", "batch per process", "samples/s", "× 1 process × 2 threads"]))
     return 0

@@ -1,6 +1,7 @@
 """The Attention tab: where the model looks. The maps come from `model.attention` (a
-`vlp.attention.AttentionMaps`, computed once per press of the button and kept in the session);
-moving a slider only redraws them.
+`vlp.attention.AttentionMaps`, computed once per image and text, kept in a small cache shared by
+the visitors and in the session); moving a slider only redraws them. The page draws what it
+shows: the grid of every head only when asked for.
 
 Layers, heads and words are 1-based here, as a person counts them; head 0 is the mean of the heads.
 """
@@ -8,6 +9,8 @@ from __future__ import annotations
 
 import math
 import numbers
+import threading
+from collections import OrderedDict
 from dataclasses import dataclass
 
 import gradio as gr
@@ -20,8 +23,10 @@ from vlp.limits import check_text
 
 from demo import draw
 from demo.inputs import PRIVATE, QUEUED, QUEUED_PRIVATE, checked_image, notice, number_slider, safe
+from demo.scenes import pixel_key
 
 MAX_GRID_PANELS = 40  # more layers x (heads + mean) than this: the grid shows one layer at a time
+MAPS_KEPT = 16  # (image, text) pairs whose maps the cache keeps: the examples and a few uploads
 
 
 @dataclass
@@ -36,8 +41,36 @@ class AttentionPictures:
 def compute_attention(model, image, text: str = "") -> AttentionMaps:
     """The model's attention maps for the image and a text (empty: the caption it writes)."""
     img = checked_image(image)
-    given = check_text(text, "text") if isinstance(text, str) and text.strip() else None
-    return model.attention(img, given)
+    return model.attention(img, _given(text))
+
+
+def _given(text) -> str | None:
+    return check_text(text, "text") if isinstance(text, str) and text.strip() else None
+
+
+class AttentionCache:
+    """The maps of the last `size` (image, text) pairs, found by the image's pixels: showing an
+    example again, or the same upload in another tab, costs no model call. Safe to share
+    between requests (maps are read, never changed)."""
+
+    def __init__(self, model, size: int = MAPS_KEPT):
+        self.model, self.size = model, size
+        self._maps: OrderedDict[tuple[str, str | None], AttentionMaps] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def maps(self, image, text: str = "") -> AttentionMaps:
+        img, given = checked_image(image), _given(text)
+        key = (pixel_key(img), given)
+        with self._lock:
+            if key in self._maps:
+                self._maps.move_to_end(key)
+                return self._maps[key]
+        maps = self.model.attention(img, given)
+        with self._lock:
+            self._maps[key] = maps
+            while len(self._maps) > self.size:
+                self._maps.popitem(last=False)
+        return maps
 
 
 def attention_caption(maps: AttentionMaps) -> str:
@@ -117,9 +150,9 @@ def draw_text(maps: AttentionMaps) -> Image.Image:
     if not maps.text or not maps.tokens:
         return draw.message("No text self-attention to show for this model and input.")
     mean = np.mean([t.mean(axis=0) for t in maps.text], axis=0)
-    return draw.matrices([mean], [""], maps.tokens,
-                         f"Text self-attention\n(mean of {len(maps.text)} layers × {maps.text[0].shape[0]} heads; "
-                         "a row: one word reading the others)")
+    return draw.matrix(mean, maps.tokens,
+                       f"Text self-attention\nmean of {len(maps.text)} layers × {maps.text[0].shape[0]} heads; "
+                       "a row: one word reading the others")
 
 
 def draw_attention(maps: AttentionMaps, layer: int = 1, head: int = 0, all_heads: bool = False,
@@ -166,9 +199,11 @@ def build_attention_tab(model, image: gr.Image) -> None:
         text_img = _picture("Text self-attention", "text-map", height=520)
         maps_state = gr.State(None)
 
+    cache = AttentionCache(model)
+
     @safe
     def on_show(img, text, layer, head, all_heads):
-        maps = compute_attention(model, img, text)
+        maps = cache.maps(img, text)
         p = draw_attention(maps, layer, head, all_heads, 1)
         choices = word_choices(maps)
         words = gr.Radio(choices=choices, value=choices[0][1] if choices else None)

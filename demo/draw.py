@@ -1,7 +1,10 @@
 """Pictures of attention for people: heatmaps over the image, grids of heads, matrices.
 
-Everything is drawn with matplotlib's object API (`Figure`, no pyplot), which keeps no global
-state, so two requests can draw at once. Every function returns an RGB PIL image.
+Drawn with numpy and PIL directly: a heatmap is an array blended over the image, the words are
+PIL text, so a picture costs a few milliseconds (a matplotlib figure cost 150–600 ms, most of it
+laying out text). matplotlib lends only its colour maps and its DejaVu font. Nothing is shared
+between calls but read-only tables, so two requests can draw at once. Every function returns an
+RGB PIL image.
 
 A heatmap is the (grid, grid) attention over the image patches, laid over the image the model
 saw, upscaled with nearest-neighbour so its pixels stay sharp; the patch grid is drawn on top,
@@ -9,21 +12,37 @@ and a colour bar says what the colours mean.
 """
 from __future__ import annotations
 
-import io
+import functools
+from pathlib import Path
 
+import matplotlib
 import numpy as np
 from matplotlib import colormaps
-from matplotlib.cm import ScalarMappable
-from matplotlib.colors import Normalize
-from matplotlib.figure import Figure
-from PIL import Image
+from PIL import Image, ImageDraw, ImageFont
 
 DISPLAY = 384  # side in pixels of the image under a heatmap (the 64-px input shown 6x)
-CMAP = "inferno"  # perceptually uniform, readable in grey
-MATRIX_CMAP = "viridis"
+PANEL = 128  # side of one heatmap in a grid of heads (the input shown 2x)
 ALPHA = 0.8  # heatmap opacity over the image where the weight is highest
 ALPHA_LOW = 0.15  # … and where it is zero
-DPI = 100
+LINE = 0.45  # opacity of the white patch-grid lines
+PAD = 12  # margin around a picture, in pixels
+BAR = 16  # width of a colour bar
+FONT = Path(matplotlib.get_data_path()) / "fonts" / "ttf" / "DejaVuSans.ttf"  # has → × ÷
+GREY = (85, 85, 85)
+
+
+def _lookup(name: str) -> np.ndarray:
+    """A colour map as a (256, 3) float table: colour i is the weight i / 255."""
+    return colormaps[name](np.linspace(0.0, 1.0, 256))[:, :3] * 255.0
+
+
+HEAT = _lookup("inferno")  # perceptually uniform, readable in grey
+MATRIX = _lookup("viridis")
+
+
+@functools.lru_cache(maxsize=None)
+def font(size: int) -> ImageFont.FreeTypeFont:
+    return ImageFont.truetype(str(FONT), size)
 
 
 def upscale(image: Image.Image, side: int = DISPLAY) -> Image.Image:
@@ -35,34 +54,34 @@ def upscale(image: Image.Image, side: int = DISPLAY) -> Image.Image:
     return image.convert("RGB").resize((side, side), method)
 
 
-def _render(fig: Figure) -> Image.Image:
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=DPI, facecolor="white", bbox_inches="tight", pad_inches=0.08)
-    buf.seek(0)
-    return Image.open(buf).convert("RGB")
+def _nearest(a: np.ndarray, side: int) -> np.ndarray:
+    """(g, g, …) → (side, side, …) by nearest neighbour, for any g."""
+    rows = np.arange(side) * a.shape[0] // side
+    return a[rows][:, rows]
 
 
-def _overlay(ax, image: Image.Image, heat: np.ndarray, vmax: float, title: str | None, grid_lines: bool = True):
-    """Draw `image` with `heat` (grid, grid) over it on `ax`; returns a colour-bar handle.
+def _colours(table: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """Weights in [0, 1] → (…, 3) float colours of `table`."""
+    return table[np.rint(np.clip(weights, 0.0, 1.0) * 255).astype(int)]
 
-    Opacity grows with the weight, so the picture stays visible where attention is low and
-    the colour is strongest where it is high."""
+
+def overlay(image: Image.Image, heat: np.ndarray, vmax: float, side: int, grid_lines: bool = True) -> Image.Image:
+    """`heat` (grid, grid) over `image`, side x side pixels. Opacity grows with the weight, so the
+    picture stays visible where attention is low and the colour is strongest where it is high.
+    Blended at the image's own resolution, then enlarged: the same picture for a fraction of the work."""
     g = heat.shape[0]
-    norm = Normalize(vmin=0.0, vmax=vmax)
-    cmap = colormaps[CMAP]
-    rgba = cmap(norm(heat))
-    rgba[..., 3] = ALPHA_LOW + (ALPHA - ALPHA_LOW) * np.clip(norm(heat), 0, 1)
-    ax.imshow(np.asarray(upscale(image)), extent=(0, g, g, 0), interpolation="nearest")
-    ax.imshow(rgba, extent=(0, g, g, 0), interpolation="nearest")
+    rgb = image.convert("RGB")
+    at = max(rgb.size)
+    weight = _nearest(np.clip(np.asarray(heat, dtype=np.float32) / vmax, 0.0, 1.0), at)
+    alpha = (ALPHA_LOW + (ALPHA - ALPHA_LOW) * weight)[..., None]
+    base = np.asarray(rgb.resize((at, at), Image.NEAREST) if rgb.size != (at, at) else rgb, dtype=np.float32)
+    blended = base * (1.0 - alpha) + _colours(HEAT, weight) * alpha
+    out = np.array(upscale(Image.fromarray(np.rint(blended).astype(np.uint8)), side))
     if grid_lines and g <= 32:
-        for i in range(1, g):
-            ax.axhline(i, color="white", lw=0.5, alpha=0.45)
-            ax.axvline(i, color="white", lw=0.5, alpha=0.45)
-    ax.set_xticks([])
-    ax.set_yticks([])
-    if title:
-        ax.set_title(title, fontsize=10)
-    return ScalarMappable(norm=norm, cmap=cmap)
+        lines = [i * side // g for i in range(1, g)]
+        out[lines, :] = np.rint(out[lines, :] * (1 - LINE) + 255 * LINE).astype(np.uint8)
+        out[:, lines] = np.rint(out[:, lines] * (1 - LINE) + 255 * LINE).astype(np.uint8)
+    return Image.fromarray(out)
 
 
 def _vmax(*maps: np.ndarray) -> float:
@@ -70,85 +89,162 @@ def _vmax(*maps: np.ndarray) -> float:
     return top if top > 0 else 1.0
 
 
+def _width(text: str, size: int) -> int:
+    return int(np.ceil(font(size).getlength(text)))
+
+
+def _lines(canvas: Image.Image, lines: list[str], top: int, sizes: tuple[int, ...], left: int = 0,
+           width: int | None = None, fill="black") -> int:
+    """Draw `lines` centred between `left` and `left + width` from `top` (the first in sizes[0], the
+    rest in sizes[-1]); returns the y below them."""
+    pen = ImageDraw.Draw(canvas)
+    width = canvas.width - left if width is None else width
+    for i, line in enumerate(lines):
+        size = sizes[min(i, len(sizes) - 1)]
+        pen.text((left + (width - _width(line, size)) // 2, top), line, fill=fill, font=font(size))
+        top += int(size * 1.35)
+    return top
+
+
+def _title_height(lines: list[str], sizes: tuple[int, ...]) -> int:
+    return sum(int(sizes[min(i, len(sizes) - 1)] * 1.35) for i in range(len(lines)))
+
+
+def _upright(canvas: Image.Image, text: str, x: int, y_centre: int, size: int, fill=GREY) -> None:
+    """Write `text` turned 90° (reading upwards), its centre at height `y_centre`, from x."""
+    w, h = _width(text, size), int(size * 1.3)
+    label = Image.new("L", (w, h), 0)
+    ImageDraw.Draw(label).text((0, 0), text, fill=255, font=font(size))
+    label = label.rotate(90, expand=True)
+    canvas.paste(Image.new("RGB", label.size, fill), (x, y_centre - label.height // 2), label)
+
+
+def _ticks(vmax: float) -> list[float]:
+    return [vmax * i / 4 for i in range(5)]
+
+
+def _colour_bar(canvas: Image.Image, table: np.ndarray, x: int, top: int, height: int, vmax: float,
+                label: str) -> None:
+    """A vertical colour bar (vmax at the top, 0 at the bottom), its ticks and its label."""
+    column = _colours(table, np.linspace(1.0, 0.0, height))  # (height, 3)
+    canvas.paste(Image.fromarray(np.rint(np.repeat(column[:, None], BAR, axis=1)).astype(np.uint8)), (x, top))
+    pen = ImageDraw.Draw(canvas)
+    pen.rectangle((x - 1, top - 1, x + BAR, top + height), outline=GREY)
+    widest = 0
+    for value in _ticks(vmax):
+        y = top + round((1 - value / vmax) * (height - 1))
+        text = f"{value:.2f}"
+        pen.line((x + BAR, y, x + BAR + 3, y), fill=GREY)
+        pen.text((x + BAR + 5, y), text, fill=GREY, font=font(10), anchor="lm")
+        widest = max(widest, _width(text, 10))
+    _upright(canvas, label, x + BAR + 9 + widest, top + height // 2, 11)
+
+
+def _bar_width(vmax: float) -> int:
+    """Room for a colour bar, its tick labels and its label."""
+    return BAR + 9 + max(_width(f"{v:.2f}", 10) for v in _ticks(vmax)) + 18
+
+
 def heatmap(image: Image.Image, heat: np.ndarray, title: str, label: str = "attention weight") -> Image.Image:
     """One heatmap over the image, with a colour bar."""
     heat = np.asarray(heat, dtype=np.float32)
-    fig = Figure(figsize=(5.2, 4.6))
-    ax = fig.add_subplot()
-    artist = _overlay(ax, image, heat, _vmax(heat), None)
-    ax.set_title(title, fontsize=11)
-    bar = fig.colorbar(artist, ax=ax, fraction=0.046, pad=0.03)
-    bar.set_label(label, fontsize=9)
-    bar.ax.tick_params(labelsize=8)
-    ax.text(0.0, -0.02, f"{heat.shape[0]}×{heat.shape[1]} patches", transform=ax.transAxes, fontsize=8,
-            va="top", color="#555")
-    return _render(fig)
+    vmax = _vmax(heat)
+    lines = title.split("\n")
+    top = PAD + _title_height(lines, (14, 12))
+    canvas = Image.new("RGB", (PAD + DISPLAY + 14 + _bar_width(vmax) + PAD, top + DISPLAY + 22 + PAD), "white")
+    _lines(canvas, lines, PAD, (14, 12), left=PAD, width=DISPLAY)
+    canvas.paste(overlay(image, heat, vmax, DISPLAY), (PAD, top))
+    _colour_bar(canvas, HEAT, PAD + DISPLAY + 14, top, DISPLAY, vmax, label)
+    ImageDraw.Draw(canvas).text((PAD, top + DISPLAY + 5), f"{heat.shape[0]}×{heat.shape[1]} patches",
+                                fill=GREY, font=font(11))
+    return canvas
 
 
 def panel_grid(image: Image.Image, panels: list[list[np.ndarray]], row_titles: list[str],
-               panel_titles: list[list[str]], title: str) -> Image.Image:
+               panel_titles: list[list[str | None]], title: str) -> Image.Image:
     """Rows of heatmaps over the same image (a row may be shorter than the first). Each panel
     has its own scale (one peaked head would otherwise wash out the rest); its largest weight
     is written in its corner."""
-    rows, cols = len(panels), max(len(row) for row in panels)
-    fig = Figure(figsize=(1.9 * cols + 0.9, 1.9 * rows + 0.6), layout="constrained")
-    axes = fig.subplots(rows, cols, squeeze=False)
-    handle = None
-    for r in range(rows):
-        for c in range(cols):
-            ax = axes[r][c]
-            if c >= len(panels[r]):
-                ax.set_axis_off()
-                continue
-            heat = np.asarray(panels[r][c], dtype=np.float32)
-            top = _vmax(heat)
-            handle = _overlay(ax, image, heat / top, 1.0, panel_titles[r][c], grid_lines=False)
-            ax.text(0.03, 0.04, f"max {top:.2f}", transform=ax.transAxes, fontsize=7, color="white",
-                    bbox=dict(facecolor="black", alpha=0.55, pad=1.2, linewidth=0))
-            if c == 0:
-                ax.set_ylabel(row_titles[r], fontsize=10)
-    fig.suptitle(title, fontsize=12)
-    bar = fig.colorbar(handle, ax=axes, fraction=0.025, pad=0.01)
-    bar.set_label("weight ÷ the panel's largest weight", fontsize=9)
-    bar.ax.tick_params(labelsize=8)
-    return _render(fig)
+    cols, gap = max(len(row) for row in panels), 6
+    left = PAD + (max(_width(t, 12) for t in row_titles) + 8 if any(row_titles) else 0)
+    titled = [any(t for t in titles) for titles in panel_titles]
+    lines = title.split("\n")
+    top = PAD + _title_height(lines, (15,)) + 4
+    heights = [(16 if titled[r] else 0) + PANEL + gap for r in range(len(panels))]
+    body = sum(heights) - gap
+    canvas = Image.new("RGB", (left + cols * (PANEL + gap) - gap + 14 + _bar_width(1.0) + PAD, top + body + PAD),
+                       "white")
+    _lines(canvas, lines, PAD, (15,))
+    pen = ImageDraw.Draw(canvas)
+    y = top
+    for r, row in enumerate(panels):
+        if titled[r]:
+            for c, name in enumerate(panel_titles[r][:len(row)]):
+                if name:
+                    x = left + c * (PANEL + gap) + (PANEL - _width(name, 11)) // 2
+                    pen.text((x, y), name, fill="black", font=font(11))
+            y += 16
+        pen.text((PAD, y + PANEL // 2), row_titles[r], fill="black", font=font(12), anchor="lm")
+        for c, heat in enumerate(row):
+            heat = np.asarray(heat, dtype=np.float32)
+            peak = _vmax(heat)
+            x = left + c * (PANEL + gap)
+            canvas.paste(overlay(image, heat / peak, 1.0, PANEL, grid_lines=False), (x, y))
+            note = f"max {peak:.2f}"
+            pen.rectangle((x + 3, y + PANEL - 17, x + 8 + _width(note, 10), y + PANEL - 3), fill=(40, 40, 40))
+            pen.text((x + 6, y + PANEL - 10), note, fill="white", font=font(10), anchor="lm")
+        y += PANEL + gap
+    _colour_bar(canvas, HEAT, left + cols * (PANEL + gap) - gap + 14, top, body, 1.0,
+                "weight ÷ the panel's largest weight")
+    return canvas
 
 
-def matrices(mats: list[np.ndarray], titles: list[str], labels: list[str], title: str,
-             xlabel: str = "key word (attended to)", ylabel: str = "query word") -> Image.Image:
-    """Square attention matrices side by side with word labels; values written in the cells
-    when there are few."""
-    n = len(mats)
-    size = min(7.0, max(3.6, 0.4 * len(labels) + 1.6))
-    fig = Figure(figsize=(size * n + 1.0, size + 0.6), layout="constrained")
-    axes = fig.subplots(1, n, squeeze=False)[0]
-    artist = None
-    for ax, m, t in zip(axes, mats, titles):
-        artist = ax.imshow(m, cmap=MATRIX_CMAP, vmin=0.0, vmax=1.0, interpolation="nearest")
-        ax.set_xticks(range(len(labels)), labels, rotation=60, ha="right", fontsize=9)
-        ax.set_yticks(range(len(labels)), labels, fontsize=9)
-        if t:
-            ax.set_title(t, fontsize=10)
-        ax.set_xlabel(xlabel, fontsize=8)
-        if len(labels) <= 14:
-            for i in range(m.shape[0]):
-                for j in range(m.shape[1]):
-                    if m[i, j] >= 0.005:
-                        ax.text(j, i, f"{m[i, j]:.2f}", ha="center", va="center", fontsize=6.5,
-                                color="white" if m[i, j] < 0.6 else "black")
-    axes[0].set_ylabel(ylabel, fontsize=9)
-    fig.suptitle(title, fontsize=12)
-    bar = fig.colorbar(artist, ax=list(axes), fraction=0.05, pad=0.03)
-    bar.set_label("attention weight", fontsize=9)
-    bar.ax.tick_params(labelsize=8)
-    return _render(fig)
+def matrix(m: np.ndarray, labels: list[str], title: str, xlabel: str = "key word (attended to)",
+           ylabel: str = "query word") -> Image.Image:
+    """A square attention matrix with word labels (weights in [0, 1]); the values are written in
+    the cells when there are few."""
+    n = len(labels)
+    cell = int(np.clip(440 // max(n, 1), 20, 48))
+    side = cell * n
+    left = PAD + 18 + max(_width(w, 12) for w in labels) + 6
+    lines = title.split("\n")
+    top = PAD + _title_height(lines, (14, 12)) + 4
+    below = max(_width(w, 12) for w in labels) + 8 + 20
+    canvas = Image.new("RGB", (left + side + 14 + _bar_width(1.0) + PAD, top + side + below + PAD), "white")
+    _lines(canvas, lines, PAD, (14, 12))
+    cells = np.repeat(np.repeat(_colours(MATRIX, np.asarray(m, dtype=np.float64)), cell, 0), cell, 1)
+    canvas.paste(Image.fromarray(np.rint(cells).astype(np.uint8)), (left, top))
+    pen = ImageDraw.Draw(canvas)
+    if n <= 14:
+        size = max(8, int(cell / 3.6))
+        for i in range(n):
+            for j in range(n):
+                if m[i, j] >= 0.005:
+                    pen.text((left + j * cell + cell // 2, top + i * cell + cell // 2), f"{m[i, j]:.2f}",
+                             fill="white" if m[i, j] < 0.6 else "black", font=font(size), anchor="mm")
+    for i, word in enumerate(labels):
+        pen.text((left - 6, top + i * cell + cell // 2), word, fill="black", font=font(12), anchor="rm")
+        label = Image.new("L", (_width(word, 12), 16), 0)
+        ImageDraw.Draw(label).text((0, 0), word, fill=255, font=font(12))
+        label = label.rotate(90, expand=True)  # reads upwards, its end at the matrix
+        canvas.paste(Image.new("RGB", label.size, "black"),
+                     (left + i * cell + (cell - label.width) // 2, top + side + 6), label)
+    xlabel_top = top + side + below - 18
+    pen.text((left + (side - _width(xlabel, 11)) // 2, xlabel_top), xlabel, fill=GREY, font=font(11))
+    _upright(canvas, ylabel, PAD, top + side // 2, 11)
+    _colour_bar(canvas, MATRIX, left + side + 14, top, side, 1.0, "attention weight")
+    return canvas
 
 
 def message(text: str, width: int = 480, height: int = 120) -> Image.Image:
-    """A plain picture holding one sentence: shown where there is nothing to draw."""
-    fig = Figure(figsize=(width / DPI, height / DPI))
-    fig.text(0.5, 0.5, text, ha="center", va="center", fontsize=11, color="#444", wrap=True)
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=DPI, facecolor="white")
-    buf.seek(0)
-    return Image.open(buf).convert("RGB")
+    """A plain picture holding one sentence, wrapped: shown where there is nothing to draw."""
+    canvas = Image.new("RGB", (width, height), "white")
+    rows = [""]
+    for word in text.split():
+        wider = f"{rows[-1]} {word}".strip()
+        if rows[-1] and _width(wider, 14) > width - 2 * PAD:
+            rows.append(word)
+        else:
+            rows[-1] = wider
+    _lines(canvas, rows, (height - _title_height(rows, (14,))) // 2, (14,), fill=(68, 68, 68))
+    return canvas

@@ -61,6 +61,10 @@ def usable_cores(cgroup: Path = Path("/sys/fs/cgroup")) -> int:
 
 CONCURRENCY = usable_cores()  # requests run at once, all events together: one per core
 QUEUE_SIZE = 64  # requests waiting beyond this are turned away
+# After every request Gradio's queue rebuilds a pandas summary of the requests it remembers (up to
+# 10,000, so the cost grows with uptime) for a monitoring page this demo never enables: read when
+# `launch` creates the queue, this makes it once every 10,000 requests.
+os.environ.setdefault("GRADIO_ANALYTICS_CACHE_FREQUENCY", "10000")
 # Every hour, delete uploads and drawn pictures older than a day: a visitor's files (the image on
 # the left, their own search images) are read again for as long as their page is open, which a
 # day covers; the cache then holds at most a day and an hour of files.

@@ -104,6 +104,9 @@ class Attention(nn.Module):
         self.num_heads = num_heads
         self.head_dim = dim // num_heads
         self.dropout = dropout
+        # PyTorch's fused kernel unless the weights are asked for. Training in bf16 on the CPU
+        # turns it off (`use_fused_attention`): there the fused kernel's bf16 backward is slow.
+        self.fused = True
         # Q, K and V projections stacked in one matrix, as nn.MultiheadAttention and CLIP store them.
         self.in_proj_weight = nn.Parameter(torch.empty(3 * dim, dim))
         self.in_proj_bias = nn.Parameter(torch.zeros(3 * dim))
@@ -152,13 +155,20 @@ class Attention(nn.Module):
         q = self._project(x, "q")  # (B, heads, T, head_dim)
         k, v = self._keys_values(x, context, cache)  # (B, heads, S, head_dim)
         dropout = self.dropout if self.training else 0.0
-        if need_weights:
+        if need_weights or not self.fused:
             out, weights = scaled_dot_product_attention(q, k, v, mask, dropout, self.training)
         else:
             out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout)
             weights = None
         out = out.transpose(1, 2).reshape(x.shape[0], x.shape[1], -1)  # (B, T, dim)
-        return self.out_proj(out), weights
+        return self.out_proj(out), weights if need_weights else None
+
+
+def use_fused_attention(module: nn.Module, fused: bool) -> None:
+    """Every `Attention` in `module` takes the fused kernel (True) or the explicit formula (False)."""
+    for m in module.modules():
+        if isinstance(m, Attention):
+            m.fused = fused
 
 
 class QuickGELU(nn.Module):

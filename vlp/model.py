@@ -106,15 +106,18 @@ class VLP(nn.Module):
         return self.itm_head(at_end_token(hidden, ids, self.config.text.eos_id))
 
     # --- the objectives ---------------------------------------------------------------------
-    def forward(self, batch: Batch) -> dict[str, torch.Tensor]:
-        """All four losses on one batch, as a dict of named terms (the trainer weighs them)."""
+    def forward(self, batch: Batch, itm_negatives: int = 3) -> dict[str, torch.Tensor]:
+        """All four losses on one batch, as a dict of named terms (the trainer weighs them).
+
+        `itm_negatives`: negative pairs per image for ITM, 3 or 1 (see `itm_loss`).
+        """
         image = self.encode_image(batch.pixels)
         image_emb = F.normalize(image.embedding.float(), dim=-1)  # (B, embed_dim)
         text_emb = F.normalize(self.encode_text(batch.texts).embedding.float(), dim=-1)  # (B, embed_dim)
         losses = {"itc": itc_loss(image_emb, text_emb, batch.positives, self.logit_scale.exp().clamp(max=100))}
         with torch.no_grad():
             sim = (image_emb @ text_emb.T).float()  # (B images, B texts)
-        losses["itm"], losses["itm_acc"] = self.itm_loss(batch, image.tokens, sim)
+        losses["itm"], losses["itm_acc"] = self.itm_loss(batch, image.tokens, sim, itm_negatives)
         losses["caption"] = self.lm_loss(batch.captions, image.tokens, batch.captions != self.pad_id)
         losses["vqa"] = self.lm_loss(batch.qa, image.tokens[batch.qa_images], batch.answer_mask)
         return losses
@@ -127,30 +130,43 @@ class VLP(nn.Module):
         return F.cross_entropy(logits.flatten(0, 1).float(), targets.flatten(), ignore_index=-100)
 
     def itm_loss(
-        self, batch: Batch, image_tokens: torch.Tensor, sim: torch.Tensor
+        self, batch: Batch, image_tokens: torch.Tensor, sim: torch.Tensor, negatives: int = 3
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Positives, plus per image a hard negative text and per text a hard negative image.
+        """Each image's text as a positive pair, and `negatives` negative pairs per image.
 
-        Negatives are sampled in proportion to softmax(similarity) over the pairs that are
-        not true (`true_of`), so the head learns from the confusable ones, as ALBEF does;
-        the world's near-miss captions add negatives that differ in a single detail.
+        Hard negatives are sampled in proportion to softmax(similarity) over the pairs that are
+        not true (`true_of`), so the head learns from the confusable ones, as ALBEF does; the
+        world's near-miss captions differ from the truth in a single detail.
+        - 3: per image a hard negative text, per text a hard negative image, and the near miss
+          (about 4 decoder rows per image);
+        - 1: the near miss for even images, the hard negative text for odd ones (2 rows per
+          image: ITM is the decoder's largest pass, so this halves it).
         """
         b = sim.shape[0]  # sim[i, j]: image i against text j
         wrong = ~batch.true_of  # wrong[j, i]: text j is false of image i
         has_neg = wrong.any(dim=0) & wrong.any(dim=1)
         weights_t = (sim * 10).exp() * wrong.T  # (B images, B texts): image i → candidate texts j
-        weights_i = (sim.T * 10).exp() * wrong  # (B texts, B images): text j → candidate images i
         weights_t[~has_neg] = 1.0
-        weights_i[~has_neg] = 1.0
         neg_text = torch.multinomial(weights_t, 1).squeeze(1)  # (B,)
-        neg_image = torch.multinomial(weights_i, 1).squeeze(1)  # (B,)
-        keep = has_neg
-        # pairs: B positives, then K image–wrong text, K wrong image–text, B near misses (K = keep.sum())
-        ids = _cat_padded([batch.texts, batch.texts[neg_text][keep], batch.texts[keep], batch.wrong_texts], self.pad_id)
-        tokens = torch.cat([image_tokens, image_tokens[keep], image_tokens[neg_image][keep], image_tokens])
-        labels = torch.cat([
-            torch.ones(b, dtype=torch.long), torch.zeros(int(keep.sum()) * 2 + b, dtype=torch.long)
-        ]).to(ids.device)
+        if negatives == 3:
+            weights_i = (sim.T * 10).exp() * wrong  # (B texts, B images): text j → candidate images i
+            weights_i[~has_neg] = 1.0
+            neg_image = torch.multinomial(weights_i, 1).squeeze(1)  # (B,)
+            keep = has_neg
+            # pairs: B positives, K image–wrong text, K wrong image–text, B near misses (K = keep.sum())
+            ids = _cat_padded([batch.texts, batch.texts[neg_text][keep], batch.texts[keep], batch.wrong_texts],
+                              self.pad_id)
+            tokens = torch.cat([image_tokens, image_tokens[keep], image_tokens[neg_image][keep], image_tokens])
+        elif negatives == 1:
+            hard, near = _cat_padded([batch.texts[neg_text], batch.wrong_texts], self.pad_id).split(b)
+            use_hard = (torch.arange(b, device=hard.device) % 2 == 1) & has_neg  # (B,)
+            negative = torch.where(use_hard[:, None], hard, near)  # (B, L)
+            ids = _cat_padded([batch.texts, negative], self.pad_id)  # B positives, then B negatives
+            tokens = torch.cat([image_tokens, image_tokens])
+        else:
+            raise ValueError(f"itm_negatives is 3 or 1, not {negatives}")
+        labels = torch.zeros(len(ids), dtype=torch.long, device=ids.device)
+        labels[:b] = 1
         logits = self.match_logits(ids, tokens).float()
         n_pos, n_neg = b, len(labels) - b
         # positives and negatives weigh the same, whatever their counts

@@ -1,10 +1,12 @@
-"""Pretraining: `python -m vlp train --config tiny --out runs/NAME`.
+"""Pretraining: `python -m vlp train --recipe cpu --out runs/NAME` (or `--config tiny` and flags).
 
 Multi-task (ITC + ITM + captioning + VQA) on fresh Shapes World scenes; AdamW with warm-up
 and cosine decay; a progress bar with the losses and samples/s; periodic validation; atomic
 checkpoints that resume exactly (model, optimiser, schedule, RNG, and the data, which is a
 function of the step); `metrics.jsonl` and `loss.png` in the run folder. bf16 autocast on
-CUDA. Data-parallel with `torchrun --nproc_per_node=N -m vlp train …` (gloo on CPU, NCCL on GPUs).
+CUDA, and on the CPU when the recipe asks (`RECIPES`). Data-parallel with `torchrun
+--nproc_per_node=N -m vlp train …` (gloo on CPU, NCCL on GPUs); the cpu recipe starts its two
+processes itself.
 """
 from __future__ import annotations
 
@@ -15,7 +17,7 @@ import os
 import shlex
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
@@ -30,6 +32,7 @@ from vlp.checkpoint import save_checkpoint, write_checkpoint
 from vlp.data import WorldBatches, build_tokenizer
 from vlp.device import autocast, pick_device
 from vlp.errors import BadCheckpoint
+from vlp.layers import use_fused_attention
 from vlp.model import SIZES, VLP, config_for
 
 LOSS_WEIGHTS = {"itc": 1.0, "itm": 1.0, "caption": 1.0, "vqa": 1.0}
@@ -41,21 +44,26 @@ class TrainConfig:
     steps: int = 3000  # optimiser steps
     batch_size: int = 128  # per process
     lr: float = 2e-3  # peak learning rate
-    warmup: int = 150  # linear warm-up steps, then cosine decay to lr / 20
+    warmup: int = 150  # linear warm-up steps, then cosine decay to lr * final_lr
+    final_lr: float = 0.05  # the learning rate at the last step, as a share of `lr`
     weight_decay: float = 0.05
     seed: int = 0
     eval_every: int = 250  # steps between validations and checkpoints
     eval_scenes: int = 200  # validation scenes per evaluation
     workers: int = 0  # data worker processes; 0 draws batches in the training process
     init: str | None = None  # start from this checkpoint's weights (continued pretraining)
+    cpu_bf16: bool = False  # bf16 autocast on the CPU too (CUDA always trains in bf16), explicit attention
+    itm_negatives: int = 3  # negative ITM pairs per image: 3 (hard text, hard image, near miss) or 1
+    threads: int = 0  # torch threads per process; 0: torch's default (one per core)
+    cpu_processes: int = 1  # on the CPU, data-parallel processes started with torchrun (one thread each)
 
 
 def train_step(model: torch.nn.Module, optimizer: torch.optim.Optimizer, batch, device: torch.device,
-               clip: float = 1.0) -> dict[str, torch.Tensor]:
+               cfg: TrainConfig = TrainConfig(), clip: float = 1.0) -> dict[str, torch.Tensor]:
     """One optimisation step on `batch`: the weighted sum of the four losses, backward, gradient
     clipping, AdamW. Returns the losses (detached) by name."""
-    with autocast(device):
-        losses = model(batch)
+    with training_autocast(device, cfg):
+        losses = model(batch, itm_negatives=cfg.itm_negatives)
     loss = sum(LOSS_WEIGHTS[k] * losses[k] for k in LOSS_WEIGHTS)
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
@@ -64,28 +72,83 @@ def train_step(model: torch.nn.Module, optimizer: torch.optim.Optimizer, batch, 
     return {k: v.detach() for k, v in losses.items()}
 
 
+def training_autocast(device: torch.device, cfg: TrainConfig):
+    """bf16 autocast on CUDA, and on the CPU when the recipe asks for it (`cpu_bf16`)."""
+    if device.type == "cpu" and cfg.cpu_bf16:
+        return torch.autocast("cpu", dtype=torch.bfloat16)
+    return autocast(device)
+
+
+def prepare_for_training(net: torch.nn.Module, device: torch.device, cfg: TrainConfig) -> None:
+    """On the CPU in bf16, attention takes the explicit formula: the fused kernel's bf16 backward
+    is several times slower there (≈ 1.9 s a step against 0.2 s in float32). CUDA keeps it fused."""
+    use_fused_attention(net, not (device.type == "cpu" and cfg.cpu_bf16))
+
+
+def new_optimizer(net: torch.nn.Module, cfg: TrainConfig, device: torch.device) -> torch.optim.AdamW:
+    """AdamW; weight decay on the matrices only (not on biases, norms and embeddings)."""
+    decay = [p for n, p in net.named_parameters() if p.ndim >= 2 and "embedding" not in n]
+    no_decay = [p for n, p in net.named_parameters() if not (p.ndim >= 2 and "embedding" not in n)]
+    return torch.optim.AdamW(
+        [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+        lr=cfg.lr, betas=(0.9, 0.98), fused=device.type == "cuda",
+    )
+
+
 def lr_at(step: int, cfg: TrainConfig) -> float:
     if step < cfg.warmup:
         return cfg.lr * (step + 1) / cfg.warmup
-    progress = (step - cfg.warmup) / max(1, cfg.steps - cfg.warmup)
-    floor = cfg.lr / 20
+    progress = (step - cfg.warmup) / max(1, cfg.steps - 1 - cfg.warmup)
+    floor = cfg.lr * cfg.final_lr
     return floor + (cfg.lr - floor) * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+
+
+# Named recipes: `python -m vlp train --recipe NAME`; any flag given overrides the recipe's field.
+# Each lever is measured by `python -m vlp bench train` (samples/s) and `bench pretrain` (time to the bars).
+RECIPES = {
+    # The README's GPU pretraining (one H200, bf16 as always on CUDA; 229 s).
+    "gpu": TrainConfig(batch_size=256, steps=2600, lr=3e-3, warmup=150, eval_every=650, eval_scenes=100,
+                       workers=12),
+    # vlp-tiny from random weights to the bars on two CPU cores in 20 minutes.
+    "cpu": TrainConfig(
+        cpu_processes=2,  # two single-thread processes: both cores busy, and no OpenMP stall under load
+        threads=1,
+        batch_size=64,  # per process, so 128 a step: fewer samples to the bars than 256
+        cpu_bf16=True,  # the core's bf16 units, with the explicit attention path: ≈ 2× a step
+        itm_negatives=1,  # one negative ITM pair per image instead of ≈ 3: ≈ 1.3× a step
+        steps=1500,  # 192,000 samples: ≈ 17 minutes at ≈ 190 samples/s, evaluations included
+        lr=2e-3,  # in 5-minute runs 3e-3 and 6e-3 learnt less than 1.5e-3
+        warmup=100,
+        final_lr=0.0,  # the schedule ends inside the budget: the last steps anneal fully
+        eval_every=375,
+        eval_scenes=200,
+    ),
+}
+
+# flag → TrainConfig field, for the flags that override a recipe
+_FIELDS = {"config": "size", "steps": "steps", "batch_size": "batch_size", "lr": "lr", "warmup": "warmup",
+           "seed": "seed", "eval_every": "eval_every", "eval_scenes": "eval_scenes", "workers": "workers",
+           "init": "init", "threads": "threads", "processes": "cpu_processes"}
 
 
 def add_arguments(parser: argparse.ArgumentParser, command_name: str = "train") -> None:
     d = TrainConfig()
-    parser.add_argument("--config", default=d.size, choices=SIZES, help="model size")
+    parser.add_argument("--recipe", choices=RECIPES, help="a named recipe (vlp.train.RECIPES); "
+                        "without one, TrainConfig's defaults")
+    parser.add_argument("--config", choices=SIZES, help=f"model size (default: {d.size})")
     parser.add_argument("--out", required=True, help="run folder: checkpoints, metrics.jsonl, loss.png, final model")
-    parser.add_argument("--steps", type=int, default=d.steps)
-    parser.add_argument("--batch-size", type=int, default=d.batch_size, help="per process")
-    parser.add_argument("--lr", type=float, default=d.lr)
-    parser.add_argument("--warmup", type=int, default=d.warmup)
-    parser.add_argument("--seed", type=int, default=d.seed)
-    parser.add_argument("--eval-every", type=int, default=d.eval_every)
-    parser.add_argument("--eval-scenes", type=int, default=d.eval_scenes)
+    parser.add_argument("--steps", type=int, help=f"optimiser steps (default: {d.steps})")
+    parser.add_argument("--batch-size", type=int, help=f"per process (default: {d.batch_size})")
+    parser.add_argument("--lr", type=float, help=f"peak learning rate (default: {d.lr})")
+    parser.add_argument("--warmup", type=int, help=f"warm-up steps (default: {d.warmup})")
+    parser.add_argument("--seed", type=int, help=f"(default: {d.seed})")
+    parser.add_argument("--eval-every", type=int, help=f"steps between validations (default: {d.eval_every})")
+    parser.add_argument("--eval-scenes", type=int, help=f"validation scenes (default: {d.eval_scenes})")
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda")
-    parser.add_argument("--workers", type=int, default=None,
-                        help="data worker processes (default: 0 on the CPU, 8 with CUDA)")
+    parser.add_argument("--workers", type=int, help="data worker processes (default: 0 on the CPU, 8 with CUDA)")
+    parser.add_argument("--threads", type=int, help="torch threads per process (default: torch's, one per core)")
+    parser.add_argument("--processes", type=int, help="on the CPU, single-thread processes started with torchrun "
+                        "(default: 1)")
     parser.add_argument("--resume", action="store_true", help="continue from the run folder's last checkpoint")
     parser.add_argument("--init", metavar="CHECKPOINT", help="start from a checkpoint's weights (e.g. vlp-tiny); "
                         "optimiser and schedule start fresh")
@@ -93,13 +156,38 @@ def add_arguments(parser: argparse.ArgumentParser, command_name: str = "train") 
     parser.add_argument("--no-progress", action="store_true", help="no progress bar (logs every eval instead)")
 
 
+def config_from(args) -> TrainConfig:
+    """The recipe (or the defaults) with the fields of the flags that were given."""
+    cfg = RECIPES[args.recipe] if args.recipe else TrainConfig()
+    if not args.recipe and args.workers is None and pick_device(args.device).type == "cuda":
+        cfg = replace(cfg, workers=8)
+    return replace(cfg, **{field: getattr(args, flag) for flag, field in _FIELDS.items()
+                           if getattr(args, flag) is not None})
+
+
 def main(args, command_name: str = "train") -> int:
-    workers = args.workers if args.workers is not None else (8 if pick_device(args.device).type == "cuda" else 0)
-    cfg = TrainConfig(args.config, args.steps, args.batch_size, args.lr, args.warmup, 0.05, args.seed,
-                      args.eval_every, args.eval_scenes, workers, args.init)
-    command = "python -m vlp train " + " ".join(shlex.quote(a) for a in sys.argv[2:]) if len(sys.argv) > 2 else None
+    cfg = config_from(args)
+    argv = sys.argv[2:]
+    if cfg.cpu_processes > 1 and pick_device(args.device).type == "cpu" and "WORLD_SIZE" not in os.environ:
+        return launch(cfg.cpu_processes, ["train", *argv])
+    command = "python -m vlp train " + " ".join(shlex.quote(a) for a in argv) if argv else None
     train(cfg, Path(args.out), args.device, args.resume, args.final_eval, not args.no_progress, command)
     return 0
+
+
+def launch(processes: int, argv: list[str]) -> int:
+    """Run `python -m vlp ARGV…` as `processes` single-thread processes under torchrun; wait for them.
+
+    Two single-thread processes beat one process of two threads on two cores, and stay fast
+    when another program takes a core: OpenMP's threads wait for each other at every
+    operation, so one thread held up by another program holds up both (4–5× slower).
+    """
+    import subprocess
+
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={processes}",
+           "-m", "vlp", *argv]
+    return subprocess.run(cmd, env=env).returncode
 
 
 def train(cfg: TrainConfig, out: Path, device_name: str = "auto", resume: bool = False, final_eval: int = 200,
@@ -111,27 +199,27 @@ def train(cfg: TrainConfig, out: Path, device_name: str = "auto", resume: bool =
         device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
         torch.cuda.set_device(device)
     main_process = rank == 0
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.seed)
     tokenizer = build_tokenizer()
     net = VLP(config_for(cfg.size, len(tokenizer), tokenizer.eos_id), pad_id=tokenizer.pad_id).to(device)
     if cfg.init:
         _init_from(net, cfg.init, tokenizer)
-    decay = [p for n, p in net.named_parameters() if p.ndim >= 2 and "embedding" not in n]
-    no_decay = [p for n, p in net.named_parameters() if not (p.ndim >= 2 and "embedding" not in n)]
-    optimizer = torch.optim.AdamW(
-        [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
-        lr=cfg.lr, betas=(0.9, 0.98), fused=device.type == "cuda",
-    )
+    prepare_for_training(net, device, cfg)
+    optimizer = new_optimizer(net, cfg, device)
     out.mkdir(parents=True, exist_ok=True)
-    start, elapsed = 0, 0.0
-    recover(out / "checkpoint")  # a save cut off by a crash: put its complete version back
-    if resume and (out / "checkpoint" / "state.json").is_file():
-        start, elapsed = _load_state(out / "checkpoint", net, optimizer, device)
+    start, elapsed, checkpoint = 0, 0.0, out / "checkpoint"
+    recover(checkpoint)  # a save cut off by a crash: put its complete version back
+    if resume and (checkpoint / "state.json").is_file():
+        start, elapsed = _load_state(checkpoint, net, optimizer, device)
         if main_process:
-            print(f"resumed from step {start}")
+            print(f"resumed from step {start} (checkpoint at {checkpoint})", flush=True)
+    elif resume and main_process:
+        print(f"no checkpoint at {checkpoint}; starting from step 0", flush=True)
     model = torch.nn.parallel.DistributedDataParallel(net, find_unused_parameters=False) if world_size > 1 else net
     data = WorldBatches("train", tokenizer, net.config.vision, seed=cfg.seed * 1000 + rank)
-    log = open(out / "metrics.jsonl", "a") if main_process else None
+    log = _metrics_log(out / "metrics.jsonl", start) if main_process else None
     bar = tqdm(range(start, cfg.steps), initial=start, total=cfg.steps, disable=not (progress and main_process),
                dynamic_ncols=True, desc="pretraining")
     loader = DataLoader(_StepBatches(data, cfg.batch_size), batch_size=None, sampler=range(start, cfg.steps),
@@ -144,7 +232,7 @@ def train(cfg: TrainConfig, out: Path, device_name: str = "auto", resume: bool =
         for group in optimizer.param_groups:
             group["lr"] = lr_at(step, cfg)
         model.train()
-        losses = train_step(model, optimizer, batch, device)
+        losses = train_step(model, optimizer, batch, device, cfg)
         seen_since += cfg.batch_size * world_size
         if main_process and (step % 10 == 0 or step == cfg.steps - 1):
             rate = seen_since / (time.perf_counter() - t_since)
@@ -237,6 +325,24 @@ def _save_state(folder: Path, net, tokenizer, optimizer, step: int, elapsed: flo
         save_file({"cpu": torch.get_rng_state()}, tmp / "rng.safetensors")
         groups = [{k: v for k, v in g.items() if k != "params"} | {"params": g["params"]} for g in opt["param_groups"]]
         (tmp / "state.json").write_text(json.dumps({"step": step, "elapsed_s": elapsed, "param_groups": groups}))
+
+
+def _metrics_log(path: Path, start: int):
+    """metrics.jsonl, opened for appending, without the rows of the steps from `start` on: a run
+    killed after its last checkpoint had logged steps that the resumed run does and logs again
+    (and maybe half a line). A run from step 0 starts a new file."""
+    def before_start(line: str) -> bool:
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError:
+            return False
+        return row["step"] <= start if "val" in row else row["step"] < start  # val: steps done; else: index
+
+    lines = path.read_text().splitlines() if path.is_file() else []
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text("".join(f"{line}\n" for line in lines if before_start(line)))
+    os.replace(tmp, path)  # a kill here leaves the old file whole
+    return open(path, "a")
 
 
 def _load_state(folder: Path, net, optimizer, device) -> tuple[int, float]:

@@ -1,0 +1,124 @@
+"""What keeps the demo fast under load, and correct while fast: the attention maps computed once
+per image and text, the pictures drawn only when shown; requests that wait together still
+fail alone; and `python -m vlp bench load --quick` runs end to end."""
+from __future__ import annotations
+
+import argparse
+import re
+import time
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from demo import attention
+from demo.scenes import example_files
+
+EXAMPLES = example_files()
+
+
+class CountingAttention:
+    """The model, counting its `attention` calls."""
+
+    def __init__(self, model):
+        self._model, self.calls = model, 0
+
+    def attention(self, image, text=None):
+        self.calls += 1
+        return self._model.attention(image, text)
+
+
+def pictures(maps) -> list[np.ndarray]:
+    p = attention.draw_attention(maps, 2, 1, True, 1)
+    return [np.asarray(i) for i in (p.vision, p.grid, p.rollout, p.cross, p.text)]
+
+
+def test_the_attention_cache_computes_once_per_image_and_text(model):
+    counting = CountingAttention(model)
+    cache = attention.AttentionCache(counting, size=2)
+    first = cache.maps(str(EXAMPLES[0]), "")
+    again = cache.maps(Image.open(EXAMPLES[0]), "  ")  # the same pixels, another way in; blank text
+    assert counting.calls == 1 and again is first
+    assert all(np.array_equal(a, b) for a, b in zip(pictures(first), pictures(again)))
+    fresh = attention.compute_attention(model, str(EXAMPLES[0]), "")  # no cache: the same pictures
+    assert all(np.array_equal(a, b) for a, b in zip(pictures(first), pictures(fresh)))
+
+    other = cache.maps(str(EXAMPLES[1]), "")  # another image: computed
+    assert counting.calls == 2 and other.tokens != first.tokens
+    assert not np.array_equal(pictures(first)[0], pictures(other)[0])
+    given = cache.maps(str(EXAMPLES[0]), "a small red circle")  # another text: computed
+    assert counting.calls == 3 and given.tokens == ["a", "small", "red", "circle"]
+    cache.maps(str(EXAMPLES[0]), "")  # evicted (the cache holds 2): computed again
+    assert counting.calls == 4
+
+
+def test_the_grid_of_heads_is_drawn_only_when_asked(model, monkeypatch):
+    maps = attention.compute_attention(model, str(EXAMPLES[0]), "")
+    drawn = []
+    monkeypatch.setattr(attention, "draw_heads", lambda *a: drawn.append(a) or Image.new("RGB", (8, 8)))
+    assert attention.draw_attention(maps, 1, 0, False, 1).grid is None and drawn == []
+    assert attention.draw_attention(maps, 1, 0, True, 1).grid is not None and len(drawn) == 1
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(600)
+def test_bench_load_quick_runs_every_endpoint_without_errors(capsys):
+    from benchmarks import load
+
+    parser = argparse.ArgumentParser()
+    load.add_arguments(parser)
+    assert load.main(parser.parse_args(["--quick"])) == 0
+    out = capsys.readouterr().out
+    assert out.count("load average") >= 4
+    for api in ("caption", "match", "answer", "random_scene", "search", "search_image", "add_images", "attention",
+                "worked_example"):
+        assert re.search(rf"\| /{api} +\| \d+ +\| 0 +\| \d+", out), api  # mixed load: answered, no errors
+    assert re.search(r"app: \d+ requests in [\d.]+ s \([\d.]+ req/s\), 0 errors", out)
+    assert re.search(r"\| after warm-up +\| \d+", out)
+
+
+class Slow:
+    """The model, each call of its image methods lasting at least `delay` seconds: requests sent
+    together then wait in the queue together."""
+
+    CALLS = ("caption", "match", "answer", "answer_scores")
+
+    def __init__(self, model, delay: float = 0.3):
+        self._model, self._delay = model, delay
+
+    def __getattr__(self, name):
+        attr = getattr(self._model, name)
+        if name not in self.CALLS:
+            return attr
+
+        def slow(*args, **kwargs):
+            time.sleep(self._delay)
+            return attr(*args, **kwargs)
+        return slow
+
+
+@pytest.mark.timeout(300)
+def test_a_refused_request_fails_only_itself(model, serve, tmp_path):
+    # Gradio's batching (`batch=True`) would run the requests waiting together as one call and
+    # send one request's error to all of them: another visitor's words in your error.
+    from gradio_client import Client, handle_file
+    from gradio_client.exceptions import AppError
+
+    from app import build_app
+
+    client = Client(serve(build_app(Slow(model), "world:24", cache_dir=tmp_path)), verbose=False)
+    image = handle_file(EXAMPLES[0])
+    questions = ["how many shapes are there?"] * 3 + ["what is a zebra?"] + ["how many shapes are there?"] * 4
+    jobs = [client.submit(image, q, api_name="/answer") for q in questions]
+    jobs += [client.submit(image, "sideways", 3, 30, api_name="/caption")]
+    jobs += [client.submit(image, "greedy", 3, 30, api_name="/caption") for _ in range(3)]
+    outcomes = []
+    for job in jobs:
+        try:
+            outcomes.append(job.result(timeout=240))
+        except AppError as err:
+            outcomes.append(err)
+    refused = [i for i, o in enumerate(outcomes) if isinstance(o, AppError)]
+    assert refused == [3, 8], [str(outcomes[i]) for i in refused]
+    assert "zebra" in str(outcomes[3]) and "sideways" in str(outcomes[8])
+    assert all(o[0] == outcomes[0][0] for o in outcomes[:8] if not isinstance(o, AppError))

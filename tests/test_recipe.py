@@ -1,0 +1,166 @@
+"""The CPU recipe: its step gives the losses of today's step, it learns, its schedule resumes exactly,
+and `--recipe` names it on the command line."""
+import argparse
+from dataclasses import replace
+
+import pytest
+import torch
+
+import vlp
+from vlp import train as train_module
+from vlp.data import WorldBatches, build_tokenizer
+from vlp.layers import Attention, use_fused_attention
+from vlp.model import VLP, config_for
+from vlp.train import RECIPES, TrainConfig, config_from, lr_at, prepare_for_training, train, train_step
+
+CPU = torch.device("cpu")
+
+
+def small_net(seed=0):
+    torch.manual_seed(seed)
+    tok = build_tokenizer()
+    cfg = config_for("tiny", len(tok), tok.eos_id)
+    for tower in (cfg.vision, cfg.text, cfg.decoder):
+        tower.width, tower.layers, tower.heads = 32, 1, 2
+    cfg.vision.embed_dim = cfg.text.embed_dim = 16
+    cfg.decoder.image_width = 32
+    return VLP(cfg, tok.pad_id), tok
+
+
+def losses_of(net, batch, itm_negatives=3, seed=0):
+    torch.manual_seed(seed)  # the same hard negatives drawn
+    return {k: v.item() for k, v in net(batch, itm_negatives=itm_negatives).items()}
+
+
+@pytest.fixture(scope="module")
+def batch():
+    tok = build_tokenizer()
+    return WorldBatches("train", tok, config_for("tiny", len(tok), tok.eos_id).vision, seed=3).batch(0, 24)
+
+
+def losses_and_gradients(net, batch):
+    torch.manual_seed(0)
+    losses = net(batch)
+    total = sum(v for k, v in losses.items() if k != "itm_acc")
+    grads = torch.autograd.grad(total, list(net.parameters()))
+    return {k: v.item() for k, v in losses.items()}, grads
+
+
+def test_explicit_attention_gives_the_fused_losses_and_gradients(batch):
+    net, _ = small_net()
+    fused, fused_grads = losses_and_gradients(net, batch)
+    use_fused_attention(net, False)
+    assert not any(m.fused for m in net.modules() if isinstance(m, Attention))
+    explicit, explicit_grads = losses_and_gradients(net, batch)
+    assert explicit == pytest.approx(fused, abs=1e-5)
+    for g, ge in zip(fused_grads, explicit_grads):
+        torch.testing.assert_close(ge, g, atol=1e-5, rtol=1e-4)
+
+
+def test_the_recipe_step_in_bf16_gives_the_float32_losses(batch):
+    """bf16 autocast with the explicit attention path: the same losses to bf16's precision."""
+    net, _ = small_net()
+    cfg = RECIPES["cpu"]
+    full = losses_of(net, batch, cfg.itm_negatives)
+    prepare_for_training(net, CPU, cfg)
+    with train_module.training_autocast(CPU, cfg):
+        half = losses_of(net, batch, cfg.itm_negatives)
+        assert net.encode_image(batch.pixels).tokens.dtype == torch.bfloat16  # the lever is on
+    for k in ("itc", "itm", "caption", "vqa"):
+        assert half[k] == pytest.approx(full[k], rel=5e-3), k  # measured: ≤ 0.1 %
+
+
+def test_one_itm_negative_per_image_keeps_the_positives_and_the_near_misses(batch, monkeypatch):
+    net, _ = small_net()
+    seen = []
+    real = net.match_logits
+    monkeypatch.setattr(net, "match_logits", lambda ids, tokens: seen.append(ids) or real(ids, tokens))
+    torch.manual_seed(0)
+    net(batch, itm_negatives=1)
+    ids, b = seen[-1], len(batch.texts)
+    assert len(ids) == 2 * b  # two decoder rows per image: its text, one negative
+    width = batch.texts.shape[1]
+    torch.testing.assert_close(ids[:b, :width], batch.texts)  # the positives: each image's own text
+    near = ids[b::2][:, : batch.wrong_texts.shape[1]]  # even images: their near miss
+    torch.testing.assert_close(near, batch.wrong_texts[::2])
+    # today's rows: B positives, a hard negative text and image per image that has one, B near misses
+    torch.manual_seed(0)
+    net(batch, itm_negatives=3)
+    assert len(seen[-1]) > 3 * b
+    with pytest.raises(ValueError):
+        net(batch, itm_negatives=2)
+
+
+def test_a_short_run_of_the_cpu_recipe_lowers_the_loss(tmp_path):
+    cfg = replace(RECIPES["cpu"], steps=100, batch_size=32, warmup=5)
+    net, _ = small_net()
+    data = WorldBatches("train", build_tokenizer(), net.config.vision, seed=5)
+    fixed = data.batch(10**6, 32)
+    prepare_for_training(net, CPU, cfg)
+    optimizer = train_module.new_optimizer(net, cfg, CPU)
+    net.train()
+    before = losses_of(net, fixed, 1)
+    for step in range(cfg.steps):
+        for group in optimizer.param_groups:
+            group["lr"] = lr_at(step, cfg)
+        train_step(net, optimizer, data.batch(step, cfg.batch_size), CPU, cfg)
+    after = losses_of(net, fixed, 1)
+    assert after["caption"] < 0.6 * before["caption"]
+    assert after["vqa"] < 0.6 * before["vqa"]
+    assert after["itc"] < before["itc"]
+
+
+def test_the_schedule_warms_up_then_ends_at_its_final_rate():
+    cfg = RECIPES["cpu"]
+    rates = [lr_at(s, cfg) for s in range(cfg.steps)]
+    assert rates[0] < rates[cfg.warmup // 2] < rates[cfg.warmup - 1] == pytest.approx(cfg.lr)
+    assert max(rates) == pytest.approx(cfg.lr)
+    assert all(a >= b for a, b in zip(rates[cfg.warmup:], rates[cfg.warmup + 1:]))  # never rises after warm-up
+    assert rates[-1] == pytest.approx(cfg.lr * cfg.final_lr, abs=1e-9)
+
+
+def test_the_recipe_resumes_exactly(tmp_path):
+    """A recipe run stopped half-way and resumed ends with the weights of a straight run."""
+    cfg = replace(RECIPES["cpu"], steps=6, batch_size=8, warmup=2, eval_every=3, eval_scenes=4, cpu_processes=1)
+    straight = train(cfg, tmp_path / "a", "cpu", final_eval=0, progress=False)
+    train(replace(cfg, steps=3), tmp_path / "b", "cpu", final_eval=0, progress=False)
+    resumed = train(cfg, tmp_path / "b", "cpu", resume=True, final_eval=0, progress=False)
+    a, b = vlp.load(str(straight), device="cpu"), vlp.load(str(resumed), device="cpu")
+    for (k, va), (_, vb) in zip(a.net.state_dict().items(), b.net.state_dict().items()):
+        torch.testing.assert_close(va, vb, atol=5e-4, rtol=0, msg=k)
+
+
+def test_cuda_keeps_the_fused_attention():
+    """The explicit path is for bf16 on the CPU only; CUDA's fused bf16 kernels are fast."""
+    net, _ = small_net()
+    prepare_for_training(net, torch.device("cuda"), RECIPES["cpu"])
+    assert all(m.fused for m in net.modules() if isinstance(m, Attention))
+    prepare_for_training(net, CPU, RECIPES["cpu"])
+    assert not any(m.fused for m in net.modules() if isinstance(m, Attention))
+    prepare_for_training(net, CPU, TrainConfig())
+    assert all(m.fused for m in net.modules() if isinstance(m, Attention))
+
+
+def parse(argv):
+    parser = argparse.ArgumentParser()
+    train_module.add_arguments(parser)
+    return parser.parse_args(argv)
+
+
+def test_recipe_flag_names_a_recipe_and_flags_override_it():
+    assert config_from(parse(["--out", "x", "--device", "cpu"])) == TrainConfig()
+    assert config_from(parse(["--out", "x", "--recipe", "cpu", "--device", "cpu"])) == RECIPES["cpu"]
+    cfg = config_from(parse(["--out", "x", "--recipe", "cpu", "--steps", "7", "--lr", "0.01", "--device", "cpu",
+                             "--processes", "1", "--threads", "2"]))
+    assert cfg == replace(RECIPES["cpu"], steps=7, lr=0.01, cpu_processes=1, threads=2)
+
+
+def test_the_cpu_recipe_starts_its_processes_with_torchrun(monkeypatch, tmp_path):
+    calls = []
+    monkeypatch.setattr(train_module, "launch", lambda processes, argv: calls.append((processes, argv)) or 0)
+    monkeypatch.setattr(train_module, "train", lambda *a, **k: pytest.fail("trained in the launching process"))
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
+    argv = ["--recipe", "cpu", "--out", str(tmp_path), "--device", "cpu"]
+    monkeypatch.setattr("sys.argv", ["vlp", "train", *argv])
+    assert train_module.main(parse(argv)) == 0
+    assert calls == [(RECIPES["cpu"].cpu_processes, ["train", *argv])]
