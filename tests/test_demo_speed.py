@@ -74,7 +74,8 @@ def test_bench_load_quick_runs_every_endpoint_without_errors(capsys):
                 "worked_example"):
         assert re.search(rf"\| /{api} +\| \d+ +\| 0 +\| \d+", out), api  # mixed load: answered, no errors
     assert re.search(r"app: \d+ requests in [\d.]+ s \([\d.]+ req/s\), 0 errors", out)
-    assert re.search(r"\| after warm-up +\| \d+", out)
+    assert re.search(r"\| after warm-up \(a mixed round\) +\| \d+", out)
+    assert "- errors under load: 0 (goal 0)" in out and re.search(r"one client ÷ \(echo \+ bare\): \d+\.\d\dx", out)
 
 
 class Slow:

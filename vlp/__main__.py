@@ -16,7 +16,7 @@ COMMANDS = {
     "ask": ("vlp.cli", "answer a question about an image"),
     "words": ("vlp.cli", "list the words a model reads (and the answers it gives)"),
     "index": ("vlp.index_cli", "build or search a FAISS index of images"),
-    "bench": ("benchmarks.cli", "benchmarks: attention, train, generate, search, demo"),
+    "bench": ("benchmarks.cli", "benchmarks: attention, train, pretrain, generate, search, demo, load"),
 }
 
 

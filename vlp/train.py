@@ -109,14 +109,15 @@ RECIPES = {
     # The README's GPU pretraining (one H200, bf16 as always on CUDA; 229 s).
     "gpu": TrainConfig(batch_size=256, steps=2600, lr=3e-3, warmup=150, eval_every=650, eval_scenes=100,
                        workers=12),
-    # vlp-tiny from random weights to the bars on two CPU cores in 20 minutes.
+    # vlp-tiny from random weights on two CPU cores in about 18 minutes. Not yet at the bars: one
+    # run reached test VQA 85.7 %, captions 57.6 %, P@1 75.8 %, ITM 90.6 % (issue 12).
     "cpu": TrainConfig(
         cpu_processes=2,  # two single-thread processes: both cores busy, and no OpenMP stall under load
         threads=1,
-        batch_size=64,  # per process, so 128 a step: fewer samples to the bars than 256
+        batch_size=64,  # per process, so 128 a step: 62 % of the samples 256 needed (issue 12)
         cpu_bf16=True,  # the core's bf16 units, with the explicit attention path: ≈ 2× a step
         itm_negatives=1,  # one negative ITM pair per image instead of ≈ 3: ≈ 1.3× a step
-        steps=1500,  # 192,000 samples: ≈ 17 minutes at ≈ 190 samples/s, evaluations included
+        steps=1500,  # 192,000 samples: ≈ 18 minutes at the ≈ 185 samples/s of a quiet machine
         lr=2e-3,  # in 5-minute runs 3e-3 and 6e-3 learnt less than 1.5e-3
         warmup=100,
         final_lr=0.0,  # the schedule ends inside the budget: the last steps anneal fully
@@ -178,9 +179,10 @@ def main(args, command_name: str = "train") -> int:
 def launch(processes: int, argv: list[str]) -> int:
     """Run `python -m vlp ARGV…` as `processes` single-thread processes under torchrun; wait for them.
 
-    Two single-thread processes beat one process of two threads on two cores, and stay fast
-    when another program takes a core: OpenMP's threads wait for each other at every
-    operation, so one thread held up by another program holds up both (4–5× slower).
+    On two cores, two single-thread processes are about as fast as one process of two threads
+    when the machine is quiet, and stay fast when another program takes a core: OpenMP's
+    threads wait for each other at every operation, so one thread held up by another program
+    holds up both (measured 4–7× slower under a load of 4–6; `bench train --layouts`, `bench pretrain`).
     """
     import subprocess
 
