@@ -35,8 +35,8 @@ SERVER_VARIABLES = ("GRADIO_SERVER_NAME", "GRADIO_SERVER_PORT")  # gradio itself
 # computes on one thread; more would make the requests' threads fight for the cores.
 TORCH_THREADS = 1
 # glibc gives each thread its own malloc arena (up to 8 per core), each keeping the memory its
-# thread freed; with Gradio's worker threads the server's memory crept up under load (+110 MiB
-# over 8 rounds of `bench load`'s mix, still growing) and stays flat with 2 (+6 MiB).
+# thread freed: with Gradio's worker threads the server's memory crept up round after round of
+# load; with 2 arenas it stays flat (`python -m vlp bench load`, its memory table).
 MALLOC_ARENAS = 2
 M_ARENA_MAX = -8  # mallopt's parameter number for it (glibc's malloc.h)
 

@@ -99,7 +99,7 @@ def main(args) -> int:
     for way, seen in many.items():
         got = seen.seconds.get("caption", [])
         rows.append({"client": way, "requests": seen.count, "errors": sum(map(len, seen.errors.values())),
-                     "p50 ms": ms(statistics.median(got)), "p95 ms": ms(percentile(got, 0.95)),
+                     "p50 ms": ms(statistics.median(got)) if got else "-", "p95 ms": ms(percentile(got, 0.95)) if got else "-",
                      "req/s": f"{seen.count / seen.wall:.1f}"})
     print(table(rows, ["client", "requests", "errors", "p50 ms", "p95 ms", "req/s"]))
     return 0

@@ -3,22 +3,25 @@
 It starts, on 127.0.0.1 and free ports, `python app.py` of this tree, an echo app (the same
 Gradio, launched by `demo.ui.launch` with the same queue settings, one queued event that reads
 an image and returns its text: what Gradio itself costs a request) and, with `--baseline DIR`,
-the app of another checkout to compare with (`git archive HEAD | tar -x -C /tmp/before`).
+the app of another checkout to compare with (`git archive COMMIT | tar -x -C /tmp/before`).
 
 1. One client. Each endpoint in turn: its handler called in this process (the function the page
    wires, without Gradio: the bare call), the echo app, the app (and the baseline) over HTTP —
-   interleaved, `--single` rounds. p50 of each, and the app's p50 over (echo + bare).
+   interleaved, `--single` rounds. p50 of each, and the app's p50 over (echo + bare). One more
+   row sends /caption by the /call/ route, which opens a new Gradio session for every request.
 2. /caption from `--clients` clients at once: requests per second and p50, app and baseline in
    alternate rounds.
 3. The mixed load: `--clients` clients, each `--requests` requests cycling through every
-   endpoint (shuffled per client), app and baseline in alternate rounds. Errors, p50/p95/max
-   per endpoint, and each endpoint's p95 over its one-client p50.
-4. The server's resident memory after warm-up and after each round of the load.
+   endpoint (shuffled per client), app and baseline in alternate rounds, after one mixed round
+   each to warm up. Errors, p50/p95/max per endpoint, each endpoint's p95 over its one-client
+   p50 and over the p95 of all the load's requests (does one endpoint hold up the others?).
+4. The servers' resident memory after the warm-up round and after each round of the load.
+Then the goals of issue 10, item 9, against this tree's figures.
 
-Requests go through Gradio 6's queue protocol with httpx (POST /gradio_api/call/NAME, then the
-event stream of GET /gradio_api/call/NAME/ID), the image uploaded once per client as a page
-does; `--gradio-client` sends them through gradio_client instead (it uploads the file with every
-request). The load average is printed beside the figures.
+Requests go through Gradio 6's queue protocol with httpx, as the page sends them (one session
+per client: POST /gradio_api/queue/join, then the session's event stream), the image uploaded
+once per client; `--gradio-client` sends them through gradio_client instead (which uploads the
+file with every request). The load average is printed beside the figures.
 """
 from __future__ import annotations
 

@@ -27,6 +27,7 @@ from demo.scenes import pixel_key
 
 MAX_GRID_PANELS = 40  # more layers x (heads + mean) than this: the grid shows one layer at a time
 MAPS_KEPT = 16  # (image, text) pairs whose maps the cache keeps: the examples and a few uploads
+MAPS_BYTES = 64 * 2**20  # … and at most this much of them (BLIP's ViT-B/16 at 384 px: 12 x 12 x 577² floats, ~190 MB: none)
 
 
 @dataclass
@@ -49,12 +50,13 @@ def _given(text) -> str | None:
 
 
 class AttentionCache:
-    """The maps of the last `size` (image, text) pairs, found by the image's pixels: showing an
-    example again, or the same upload in another tab, costs no model call. Safe to share
-    between requests (maps are read, never changed)."""
+    """The maps of the last (image, text) pairs, found by the image's pixels: showing an example
+    again, or the same upload in another tab, costs no model call. At most `size` pairs and
+    `budget` bytes of maps (a large model's maps are not kept). Safe to share between requests
+    (maps are read, never changed)."""
 
-    def __init__(self, model, size: int = MAPS_KEPT):
-        self.model, self.size = model, size
+    def __init__(self, model, size: int = MAPS_KEPT, budget: int = MAPS_BYTES):
+        self.model, self.size, self.budget = model, size, budget
         self._maps: OrderedDict[tuple[str, str | None], AttentionMaps] = OrderedDict()
         self._lock = threading.Lock()
 
@@ -68,9 +70,13 @@ class AttentionCache:
         maps = self.model.attention(img, given)
         with self._lock:
             self._maps[key] = maps
-            while len(self._maps) > self.size:
-                self._maps.popitem(last=False)
+            while len(self._maps) > self.size or sum(map(_bytes, self._maps.values())) > self.budget:
+                self._maps.popitem(last=False)  # the oldest first, the new one last if alone too large
         return maps
+
+
+def _bytes(maps: AttentionMaps) -> int:
+    return sum(a.nbytes for a in (*maps.vision, *maps.cross, *maps.text))
 
 
 def attention_caption(maps: AttentionMaps) -> str:

@@ -1,10 +1,10 @@
 """Pictures of attention for people: heatmaps over the image, grids of heads, matrices.
 
 Drawn with numpy and PIL directly: a heatmap is an array blended over the image, the words are
-PIL text, so a picture costs a few milliseconds (a matplotlib figure cost 150–600 ms, most of it
-laying out text). matplotlib lends only its colour maps and its DejaVu font. Nothing is shared
-between calls but read-only tables, so two requests can draw at once. Every function returns an
-RGB PIL image.
+PIL text, so a picture costs little next to the model (a matplotlib figure spent most of its time
+laying out text; `python -m vlp bench load --baseline OLD_CHECKOUT` compares /attention).
+matplotlib lends only its colour maps and its DejaVu font. Nothing is shared between calls but
+read-only tables, so two requests can draw at once. Every function returns an RGB PIL image.
 
 A heatmap is the (grid, grid) attention over the image patches, laid over the image the model
 saw, upscaled with nearest-neighbour so its pixels stay sharp; the patch grid is drawn on top,

@@ -51,6 +51,11 @@ def test_the_attention_cache_computes_once_per_image_and_text(model):
     cache.maps(str(EXAMPLES[0]), "")  # evicted (the cache holds 2): computed again
     assert counting.calls == 4
 
+    small = attention.AttentionCache(counting, size=16, budget=attention._bytes(first) - 1)  # too large to keep
+    small.maps(str(EXAMPLES[0]), "")
+    small.maps(str(EXAMPLES[0]), "")
+    assert counting.calls == 6
+
 
 def test_the_grid_of_heads_is_drawn_only_when_asked(model, monkeypatch):
     maps = attention.compute_attention(model, str(EXAMPLES[0]), "")
@@ -123,3 +128,19 @@ def test_a_refused_request_fails_only_itself(model, serve, tmp_path):
     assert refused == [3, 8], [str(outcomes[i]) for i in refused]
     assert "zebra" in str(outcomes[3]) and "sideways" in str(outcomes[8])
     assert all(o[0] == outcomes[0][0] for o in outcomes[:8] if not isinstance(o, AppError))
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(600)
+def test_bench_demo_times_plain_http_beside_gradio_client(capsys):
+    from benchmarks import demo
+
+    parser = argparse.ArgumentParser()
+    demo.add_arguments(parser)
+    assert demo.main(parser.parse_args(["--requests", "2", "--clients", "2"])) == 0
+    out = capsys.readouterr().out
+    assert out.count("load average") == 2 and re.search(r"start → first page: [\d.]+ s", out)
+    for way in ("echo app over plain HTTP", "/caption over plain HTTP", "/caption through gradio_client"):
+        assert re.search(rf"\| {re.escape(way)}[^|]*\| \d+ +\| \d+ +\| \d+\.\d\dx", out), way
+    for client in ("plain HTTP", "gradio_client"):
+        assert re.search(rf"\| {client} +\| 4 +\| 0 +\| \d+ +\| \d+ +\|", out), client  # 2 x 2 captions, no errors
