@@ -82,7 +82,6 @@ class Server:
     name: str
     url: str
     proc: subprocess.Popen
-    log: Path
 
     def rss(self) -> float:
         return rss_mib(self.proc.pid)
@@ -98,7 +97,7 @@ def served(name: str, command: list[str], cwd: Path, folder: Path, timeout: floa
     with open(log, "w") as out:
         proc = subprocess.Popen([*command, "--port", str(port)], cwd=cwd, env=env, stdout=out,
                                 stderr=subprocess.STDOUT)
-    server = Server(name, f"http://127.0.0.1:{port}/", proc, log)
+    server = Server(name, f"http://127.0.0.1:{port}/", proc)
     try:
         wait_for_page(server, timeout)
         yield server
