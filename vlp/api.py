@@ -17,7 +17,7 @@ import torch
 from vlp.attention import AttentionMaps
 from vlp.checkpoint import fingerprint, read_checkpoint, save_checkpoint
 from vlp.device import autocast, pick_device
-from vlp.errors import BadText, UnknownWords
+from vlp.errors import BadArgument, BadText, UnknownWords
 from vlp.generate import generate
 from vlp.images import load_image, pixels_to_image, preprocess
 from vlp.limits import MAX_QUESTION_CHARS, MAX_QUESTION_WORDS, check_beams, check_max_length, check_text
@@ -167,6 +167,8 @@ class VLPModel(ModelBase):
         """(B, len(answers)) p(answer | image, question): the decoder's next-word distribution
         after [BOS] question [SEP], renormalised over the answer vocabulary. One pass: the
         prompts are right-padded, which causal attention never sees."""
+        if len(images) != len(questions):
+            raise BadArgument(f"Give one question per image: {len(images)} images, {len(questions)} questions.")
         prompts = [self._qa_prompt(q) for q in questions]
         ids = torch.full((len(prompts), max(map(len, prompts))), self.tokenizer.pad_id, dtype=torch.long)
         for row, prompt in enumerate(prompts):

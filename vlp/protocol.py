@@ -141,34 +141,32 @@ class ModelBase:
     def match_pairs(self, images, texts: list[str]) -> np.ndarray:
         return np.array([self.match(i, t) for i, t in zip(images, texts, strict=True)], dtype=np.float32)
 
-    # What a family may lack.
+    # What a family may lack: refused with a sentence (`require`), unless the family declares the
+    # capability, which it then must implement (`_lacks`).
+    def _lacks(self, capability: str):
+        self.require(capability)
+        raise TypeError(f"{type(self).__name__} declares '{capability}' in its capabilities but does not implement it.")
+
     def caption(self, image, num_beams: int = 1, max_length: int = 30) -> str:
-        self.require("caption")
-        raise NotImplementedError
+        self._lacks("caption")
 
     def answer(self, image, question: str) -> str:
-        self.require("answer")
-        raise NotImplementedError
+        self._lacks("answer")
 
     def answer_scores(self, image, question: str, k: int = 5) -> list[tuple[str, float]]:
-        self.require("answer")
-        raise NotImplementedError
+        self._lacks("answer")
 
     def match(self, image, text: str) -> float:
-        self.require("match")
-        raise NotImplementedError
+        self._lacks("match")
 
     def embed_images(self, images) -> np.ndarray:
-        self.require("embed")
-        raise NotImplementedError
+        self._lacks("embed")
 
     def embed_texts(self, texts: list[str]) -> np.ndarray:
-        self.require("embed")
-        raise NotImplementedError
+        self._lacks("embed")
 
     def attention(self, image, text: str | None = None) -> AttentionMaps:
-        self.require("attention")
-        raise NotImplementedError
+        self._lacks("attention")
 
     def vocabulary(self) -> list[str] | None:
         """The words it reads, when it reads only some (vlp's own models); None for an open vocabulary."""
