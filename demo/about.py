@@ -6,9 +6,8 @@ from collections import OrderedDict
 
 import gradio as gr
 
-from vlp.protocol import CAPTIONER, EMBEDDER
+from vlp.protocol import REAL_WEIGHTS
 
-REAL_WEIGHTS = f"--model {EMBEDDER} --captioner {CAPTIONER}"  # the About tab's example
 METRIC_NAMES = {  # metrics.json keys in words; unknown keys are shown as they are
     "scenes": "scenes evaluated",
     "vqa_accuracy": "VQA accuracy",
