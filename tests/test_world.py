@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from vlp import world
+from vlp.tokenizer import normalise
 from vlp.world import Obj, Scene
 
 COUNTS = ["zero", "one", "two", "three"]
@@ -313,9 +314,12 @@ def test_parse_tolerance_and_rejections():
     assert d.relation == (0, "left", 1) and not d.exact
     assert world.parse("a red circle, a blue square, and a green triangle").objects[2] == ("triangle", "green", None)
     for bad in ("", "hello", "a red", "a red circle and", "three shapes: a red circle",
-                "a red circle to the left of", "a circle", "a red circle!",
-                "a red circle above a blue square and a green circle"):
+                "a red circle to the left of", "a circle", "a red circle! and",
+                "a red circle above a blue square and a green circle", "two circles and", "four circles",
+                "two red", "a red circle over"):
         assert world.parse(bad) is None, bad
+    # the tokenizer's normalisation: final '!', '?', '.' and capitals do not matter
+    assert world.parse("A red circle!").objects == [("circle", "red", None)]
     assert world.mention(Obj("circle", "orange", "small", 0.5, 0.5), with_size=False) == "an orange circle"
     assert world.mention(Obj("circle", "orange", "small", 0.5, 0.5)) == "a small orange circle"
 
@@ -422,12 +426,15 @@ def test_yes_no_balance_and_no_held_out_text_outside_novel():
 
 def test_vocabulary_covers_exactly_what_the_generator_says(sample):
     rng = np.random.default_rng(4)
-    texts = list(world.all_answers())
+    texts = list(world.answer_set())
     for scene in sample:
         texts.append(world.caption(scene))
-        texts += [world.paraphrase(scene, rng) for _ in range(4)]
+        texts += [world.paraphrase(scene, rng, synonyms=k % 2 == 1) for k in range(4)]
+        texts += [world.count_phrase(scene, rng), world.near_miss(scene, "count", rng)]
         texts += [world.mention(o, w) for o in scene.objects for w in (True, False)]
         texts += [world.sample_question(scene, rng, t)[0] for t in world.question_types(scene) for _ in range(3)]
+        texts += [normalise(q) for f in world.FAMILIES[1:]
+                  for q, _ in filter(None, [world.sample_phrased(scene, rng, f) for _ in range(2)])]
     used = {w for t in texts for w in world.words(t)}
     vocab = world.vocabulary()
     assert vocab == sorted(set(vocab)) and all(w == w.lower() for w in vocab)

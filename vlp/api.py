@@ -24,9 +24,10 @@ from vlp.limits import MAX_QUESTION_CHARS, MAX_QUESTION_WORDS, check_beams, chec
 from vlp.model import VLP
 from vlp.protocol import REAL_WEIGHTS, Capabilities, ModelBase
 from vlp.tokenizer import Tokenizer
-from vlp.world import all_answers, likeness
+from vlp.world import all_answers, answer_set, likeness
 
 TOKEN_CACHE = 16  # images whose encoder output is kept (see VLPModel._image_tokens)
+SCORED_ROWS = 512  # (question, candidate answer) rows per pass when answers are scored whole
 
 
 class VLPModel(ModelBase):
@@ -48,9 +49,13 @@ class VLPModel(ModelBase):
         self.metrics = metrics or {}
         self.fingerprint = fingerprint(net.state_dict())
         self.embed_dim = net.config.vision.embed_dim
-        # What an answer can be: the world's one-word answers that the tokenizer knows.
-        self.answers = [a for a in all_answers() if tokenizer.unknown_words(a) == []]
-        self._answer_ids = torch.tensor([tokenizer.encode(a)[0] for a in self.answers], device=self.device)
+        # What an answer can be: the whole answer set (phrases like 'there is no square' included)
+        # for a model whose tokenizer spells all of it, i.e. one trained on people's phrasings;
+        # else, as for the older checkpoints, the one-word answers its tokenizer knows.
+        spelt = [a for a in answer_set() if not tokenizer.unknown_words(a)]
+        self.answers = spelt if len(spelt) == len(answer_set()) else [a for a in all_answers() if a in spelt]
+        self._answer_tokens = [tokenizer.encode(a) for a in self.answers]
+        self._one_word = all(len(t) == 1 for t in self._answer_tokens)
         self._token_cache: OrderedDict[bytes, torch.Tensor] = OrderedDict()  # see _image_tokens
         self._cache_lock = threading.Lock()
 
@@ -151,34 +156,85 @@ class VLPModel(ModelBase):
         return self.answer_many([image], [question])[0]
 
     def answer_many(self, images, questions: list[str]) -> list[str]:
-        """The most likely answer of the world's answer vocabulary for each question: answers are
-        read, not generated, so they are always an answer ("blue"), never a fragment (", a large")."""
+        """The most likely member of the answer set (`self.answers`) for each question: answers
+        are scored, not generated, so they are always an answer ("blue", "there is no square"),
+        never a fragment (", a large")."""
         probs = self._answer_probs(images, questions)
         return [self.answers[i] for i in probs.argmax(-1).tolist()]
 
     def answer_scores(self, image, question: str, k: int = 5) -> list[tuple[str, float]]:
-        """The k most likely answers with their probabilities (over the answer vocabulary)."""
+        """The k most likely answers with their probabilities (over the answer set)."""
         probs = self._answer_probs([image], [question])[0]
         top = probs.topk(min(k, len(self.answers)))
         return [(self.answers[i], float(p)) for p, i in zip(top.values, top.indices)]
 
     @torch.no_grad()
     def _answer_probs(self, images, questions: list[str]) -> torch.Tensor:
-        """(B, len(answers)) p(answer | image, question): the decoder's next-word distribution
-        after [BOS] question [SEP], renormalised over the answer vocabulary. One pass: the
-        prompts are right-padded, which causal attention never sees."""
+        """(B, len(answers)) p(answer | image, question), renormalised over the answer set.
+
+        One-word answers only (older checkpoints): the decoder's next-word distribution after
+        [BOS] question [SEP], in one pass. Otherwise each candidate is scored whole, teacher-forced:
+        log p(its words and [EOS]), so 'top' and 'top left' are told apart exactly."""
         if len(images) != len(questions):
             raise BadArgument(f"Give one question per image: {len(images)} images, {len(questions)} questions.")
         prompts = [self._qa_prompt(q) for q in questions]
-        ids = torch.full((len(prompts), max(map(len, prompts))), self.tokenizer.pad_id, dtype=torch.long)
-        for row, prompt in enumerate(prompts):
-            ids[row, : len(prompt)] = torch.tensor(prompt)
-        ids = ids.to(self.device)
-        with autocast(self.device):
-            logits = self.net.decoder(ids, self._image_tokens(images)).logits  # (B, T, vocab)
+        tokens = self._image_tokens(images)
+        if not self._one_word:
+            return self._scored_answers(tokens, prompts).softmax(-1).cpu()
+        logits = self._decode(prompts, tokens)  # (B, T, vocab)
         last = torch.tensor([len(p) - 1 for p in prompts], device=self.device)
         logits = logits[torch.arange(len(prompts), device=self.device), last]  # (B, vocab) after [SEP]
-        return logits[:, self._answer_ids].float().softmax(-1).cpu()
+        first = torch.tensor([t[0] for t in self._answer_tokens], device=self.device)
+        return logits[:, first].float().softmax(-1).cpu()
+
+    def _decode(self, rows: list[list[int]], image_tokens: torch.Tensor) -> torch.Tensor:
+        """(R, T, vocab) float logits of right-padded rows: causal attention never sees the padding."""
+        ids = torch.full((len(rows), max(map(len, rows))), self.tokenizer.pad_id, dtype=torch.long)
+        for row, tokens in enumerate(rows):
+            ids[row, : len(tokens)] = torch.tensor(tokens)
+        with autocast(self.device):
+            return self.net.decoder(ids.to(self.device), image_tokens).logits.float()
+
+    @torch.no_grad()
+    def _scored_answers(self, image_tokens: torch.Tensor, prompts: list[list[int]]) -> torch.Tensor:
+        """(B, len(answers)) log p(answer words, [EOS] | image, prompt), each candidate teacher-forced.
+
+        A few questions at a time: their prompts are decoded once (left-padded, as `generate` does)
+        into the KV caches, which every candidate of that question then continues in one pass."""
+        pad, eos, count = self.tokenizer.pad_id, self.tokenizer.eos_id, len(self._answer_tokens)
+        width = max(map(len, self._answer_tokens))
+        words = torch.full((count, width), pad, dtype=torch.long)
+        targets = torch.full((count, width + 1), pad, dtype=torch.long)  # step 0: the word after [SEP]
+        for i, tokens in enumerate(self._answer_tokens):
+            words[i, : len(tokens)] = torch.tensor(tokens)
+            targets[i, : len(tokens) + 1] = torch.tensor(tokens + [eos])
+        words, targets = words.to(self.device), targets.to(self.device)
+        decoder, out = self.net.decoder, []
+        per_pass = max(1, SCORED_ROWS // count)
+        for start in range(0, len(prompts), per_pass):
+            chunk, images = prompts[start : start + per_pass], image_tokens[start : start + per_pass]
+            b = len(chunk)
+            ids = torch.full((b, max(map(len, chunk))), pad, dtype=torch.long)
+            for row, prompt in enumerate(chunk):
+                ids[row, ids.shape[1] - len(prompt) :] = torch.tensor(prompt)
+            ids = ids.to(self.device)
+            keep = ids != pad
+            positions = (keep.long().cumsum(1) - 1).clamp(min=0)
+            caches = decoder.new_caches()
+            with autocast(self.device):
+                first = decoder(ids, images, keep=keep, positions=positions, caches=caches).logits[:, -1]
+                for block in caches:  # every candidate continues its question's prompt
+                    for cache in (block.self_attn, block.cross_attn):
+                        cache.k, cache.v = cache.k.repeat_interleave(count, 0), cache.v.repeat_interleave(count, 0)
+                rest = decoder(words.repeat(b, 1), images.repeat_interleave(count, 0),
+                               keep=torch.cat([keep.repeat_interleave(count, 0), words.repeat(b, 1) >= 0], 1),
+                               positions=positions[:, -1:].repeat_interleave(count, 0) + 1
+                               + torch.arange(width, device=self.device), caches=caches).logits
+            logp = torch.cat([first.repeat_interleave(count, 0)[:, None], rest], 1).float().log_softmax(-1)
+            wanted = targets.repeat(b, 1)  # (b·count, width + 1)
+            picked = logp.gather(-1, wanted[..., None])[..., 0] * (wanted != pad)
+            out.append(picked.sum(1).view(b, count))
+        return torch.cat(out)
 
     def match(self, image, text: str) -> float:
         """Probability (ITM head) that `text` describes `image`."""
@@ -223,23 +279,29 @@ class VLPModel(ModelBase):
     # --- helpers ----------------------------------------------------------------------------
     @torch.no_grad()
     def _image_tokens(self, images) -> torch.Tensor:
-        """(B, 1 + grid², width) image tokens. One image at a time (the demo's requests) is kept in
-        a small cache keyed by its pixels, so a caption and its score, or an answer and its top
-        words, encode the image once."""
+        """(B, 1 + grid², width) image tokens. The last TOKEN_CACHE images are kept, keyed by their
+        pixels, so a caption and its score, or an answer and its top words, encode each image once:
+        for one request or for a batch of the demo's requests (a larger batch is not cached)."""
         pixels = self._pixels(images)
-        key = hashlib.blake2b(pixels.cpu().numpy().tobytes(), digest_size=16).digest() if len(pixels) == 1 else None
+        if not 0 < len(pixels) <= TOKEN_CACHE:
+            with autocast(self.device):
+                return self.net.encode_image(pixels).tokens
+        keys = [hashlib.blake2b(p.cpu().numpy().tobytes(), digest_size=16).digest() for p in pixels]
         with self._cache_lock:
-            if key in self._token_cache:
+            rows = {key: self._token_cache[key] for key in keys if key in self._token_cache}
+            for key in rows:
                 self._token_cache.move_to_end(key)
-                return self._token_cache[key]
-        with autocast(self.device):
-            tokens = self.net.encode_image(pixels).tokens
-        if key is not None:
+        missing = list(dict.fromkeys(key for key in keys if key not in rows))  # each new image once
+        if missing:
+            first = [keys.index(key) for key in missing]
+            with autocast(self.device):
+                tokens = self.net.encode_image(pixels[first]).tokens
+            rows.update(zip(missing, (row.clone() for row in tokens)))  # not views that keep the batch
             with self._cache_lock:
-                self._token_cache[key] = tokens
+                self._token_cache.update((key, rows[key]) for key in missing)
                 while len(self._token_cache) > TOKEN_CACHE:
                     self._token_cache.popitem(last=False)
-        return tokens
+        return torch.stack([rows[key] for key in keys])
 
     @torch.no_grad()
     def _match(self, image_tokens: torch.Tensor, texts: list[str]) -> np.ndarray:

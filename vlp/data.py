@@ -2,6 +2,13 @@
 
 Rendering is fast (about 10,000 scenes/s), so each batch holds new scenes: the model never
 sees the same picture twice and cannot memorise.
+
+The mix (docs/world.md, "vlp's extension"): texts for ITC/ITM are half canonical captions, then
+paraphrases (half of them with synonyms: 'a big red circle over …'), count phrases ('two
+circles') and one-object mentions. Two questions per scene: the second is canonical and favours
+relations as before; the first is in a random family of people's phrasings (PHRASED_SHARE of the
+time; vlp/world/phrasing.py), else canonical. So 5/8 of the questions are canonical templates,
+enough to keep the canonical test split's bars; each of the 11 families gets about 1/30.
 """
 from __future__ import annotations
 
@@ -16,6 +23,7 @@ from vlp.vision import VisionConfig, normalise
 _CODES = {(s, c, z): i for i, (s, c, z) in enumerate(
     (s, c, z) for s in world.SHAPES for c in world.COLORS for z in world.SIZES)}
 _PAIRS = {(s, c): i for i, (s, c) in enumerate((s, c) for s in world.SHAPES for c in world.COLORS)}
+PHRASED_SHARE = 0.75  # of the first question per scene: a family of people's phrasings
 
 
 def build_tokenizer() -> Tokenizer:
@@ -30,12 +38,15 @@ class WorldBatches:
         tokenizer: vlp's tokenizer over the world's vocabulary.
         vision: the image encoder's config (size and normalisation).
         seed: batches are a pure function of (seed, step), so a resumed run sees the same data.
+        question_pairs: pairs of questions per scene (see `_questions`). More questions cost
+            little (short decoder rows) and train the image encoder more per drawn scene.
         text_length, qa_length: padded lengths of the text and question–answer sequences.
     """
 
     def __init__(self, split: str, tokenizer: Tokenizer, vision: VisionConfig, seed: int = 0,
-                 text_length: int = 32, qa_length: int = 40):
+                 text_length: int = 32, qa_length: int = 40, question_pairs: int = 1):
         self.split, self.tok, self.vision, self.seed = split, tokenizer, vision, seed
+        self.question_pairs = question_pairs
         self.text_length, self.qa_length = text_length, qa_length
 
     def batch(self, step: int, batch_size: int) -> Batch:
@@ -45,10 +56,10 @@ class WorldBatches:
         pixels = torch.from_numpy(world.render_array(scenes, self.vision.image_size))
         texts, kinds, wrong = [], [], []
         for scene in scenes:
-            text, kind = self._describe(scene, rng)
+            text, kind, miss = self._describe(scene, rng)
             texts.append(text)
             kinds.append(kind)
-            wrong.append(world.near_miss(scene, kind, rng))
+            wrong.append(world.near_miss(scene, miss, rng))
         qa, answer_mask, qa_images = self._questions(scenes, rng)
         captions = [world.caption(s) for s in scenes]
         return Batch(
@@ -68,38 +79,57 @@ class WorldBatches:
         return ids[:, : int(keep.sum(1).max())]  # no column of padding only
 
     @staticmethod
-    def _describe(scene: world.Scene, rng) -> tuple[str, str]:
-        """A text for contrastive learning: half canonical captions, then paraphrases and mentions."""
+    def _describe(scene: world.Scene, rng) -> tuple[str, str, str]:
+        """A text for contrastive learning, how it was drawn ("full", "count" or "mention"), and
+        the kind of near miss to pair it with: half canonical captions, then paraphrases (half
+        with synonyms), count phrases and mentions."""
         r = rng.random()
         if r < 0.5:
-            return world.caption(scene), "full"
-        if r < 0.75:
-            return world.paraphrase(scene, rng), "full"
+            return world.caption(scene), "full", "full"
+        if r < 0.7:
+            synonyms = bool(rng.random() < 0.5)
+            return world.paraphrase(scene, rng, synonyms), "full", "paraphrase" if synonyms else "full"
+        if r < 0.8:
+            return world.count_phrase(scene, rng), "count", "count"
         obj = scene.objects[rng.integers(len(scene.objects))]
-        return world.mention(obj, with_size=bool(rng.random() < 0.5)), "mention"
+        text = world.mention(obj, with_size=bool(rng.random() < 0.5))
+        return (world.with_synonyms(text, rng) if rng.random() < 0.5 else text), "mention", "mention"
 
     def _questions(self, scenes, rng) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Two questions per scene: one of any type, one that favours relations.
+        """`question_pairs` pairs of questions per scene: one in a family of people's phrasings
+        (PHRASED_SHARE of the time, else canonical of any type), one canonical that favours relations.
 
         Relations are the hardest questions (they bind two named objects to their positions),
         so they get more of the training signal.
         """
-        rows, images = [], []
+        pairs, images = [], []
         for i, scene in enumerate(scenes):
             types = world.question_types(scene)
-            hard = "relation" if "relation" in types and rng.random() < 0.6 else None
-            for qtype in (None, hard):
-                question, answer, _ = world.sample_question(scene, rng, qtype)
-                q, a = self.tok.encode(question), self.tok.encode(answer)
-                rows.append(([self.tok.bos_id, *q, self.tok.sep_id, *a, self.tok.eos_id], len(q) + 2))
-                images.append(i)
-        length = max(len(r) for r, _ in rows)
-        ids = torch.full((len(rows), length), self.tok.pad_id, dtype=torch.long)
-        mask = torch.zeros_like(ids, dtype=torch.bool)
-        for i, (row, answer_start) in enumerate(rows):
-            ids[i, : len(row)] = torch.tensor(row)
-            mask[i, answer_start : len(row)] = True  # the answer and [EOS] are the targets
-        return ids, mask, torch.tensor(images)
+            for _ in range(self.question_pairs):
+                hard = "relation" if "relation" in types and rng.random() < 0.6 else None
+                for qtype in (None, hard):
+                    question, answer, _ = world.sample_question(scene, rng, qtype)
+                    if qtype is None and rng.random() < PHRASED_SHARE:
+                        family = world.FAMILIES[rng.integers(len(world.FAMILIES))]
+                        question, answer = world.sample_phrased(scene, rng, family, (question, answer)) or (question, answer)
+                    pairs.append((question, answer))
+                    images.append(i)
+        return (*qa_rows(self.tok, pairs), torch.tensor(images))
+
+
+def qa_rows(tok: Tokenizer, pairs: list[tuple[str, str]]) -> tuple[torch.Tensor, torch.Tensor]:
+    """(question, answer) pairs → right-padded ids [BOS] question [SEP] answer [EOS] and the
+    mask of the targets (the answer's words and [EOS])."""
+    rows = []
+    for question, answer in pairs:
+        q, a = tok.encode(question), tok.encode(answer)
+        rows.append(([tok.bos_id, *q, tok.sep_id, *a, tok.eos_id], len(q) + 2))
+    ids = torch.full((len(rows), max(len(r) for r, _ in rows)), tok.pad_id, dtype=torch.long)
+    mask = torch.zeros_like(ids, dtype=torch.bool)
+    for i, (row, answer_start) in enumerate(rows):
+        ids[i, : len(row)] = torch.tensor(row)
+        mask[i, answer_start : len(row)] = True
+    return ids, mask
 
 
 def _object_codes(scenes) -> tuple[np.ndarray, np.ndarray]:
@@ -118,28 +148,42 @@ def _holds_one(text: str, have: np.ndarray, have_pair: np.ndarray) -> np.ndarray
     return have[:, _CODES[shape, color, size]] if size else have_pair[:, _PAIRS[shape, color]]
 
 
+def _count_true(text: str, have_pair: np.ndarray) -> np.ndarray:
+    """(B,) whether each scene holds exactly as many objects as a count phrase says."""
+    n, color, shape = world.parse(text).count
+    pairs = [i for (s, c), i in _PAIRS.items() if color in (None, c) and shape in (None, s)]
+    return have_pair[:, pairs].sum(1) == n
+
+
 def positives(scenes, texts, kinds, captions) -> np.ndarray:
     """(B, B) bool, the contrastive targets: text i (written for scene i) describes scene j.
 
     A caption or paraphrase describes the scenes with the same canonical caption; a mention
-    ("a red circle") every scene that holds what it names. The same one-object sentence is
+    ("a red circle") every scene that holds what it names; a count phrase ("two circles") every
+    scene with that many. The same one-object sentence is
     thus sometimes a caption and sometimes a mention: the embedding learns to prefer the
     scene it describes whole, which is what image → text retrieval wants.
     """
     have, have_pair = _object_codes(scenes)
     same_caption = np.array(captions)[:, None] == np.array(captions)[None, :]
-    return np.stack([same_caption[i] if kind == "full" else _holds_one(text, have, have_pair)
-                     for i, (text, kind) in enumerate(zip(texts, kinds))])
+    return np.stack([same_caption[i] if kind == "full" else _count_true(text, have_pair) if kind == "count"
+                     else _holds_one(text, have, have_pair) for i, (text, kind) in enumerate(zip(texts, kinds))])
 
 
 def true_of(scenes, texts, captions) -> np.ndarray:
     """(B, B) bool, the matching truth: everything text i names is in scene j.
 
     Unlike `positives` this depends on the text alone, never on why it was drawn: one named
-    object fits every scene that holds it; a description of two or three objects fits the
-    scenes with the same canonical caption.
+    object fits every scene that holds it; a count phrase every scene with that many; a
+    description of two or three objects fits the scenes with the same canonical caption.
     """
     have, have_pair = _object_codes(scenes)
     same_caption = np.array(captions)[:, None] == np.array(captions)[None, :]
-    return np.stack([_holds_one(text, have, have_pair) if len(world.parse(text).objects) == 1 else same_caption[i]
-                     for i, text in enumerate(texts)])
+
+    def truth(i: int, text: str) -> np.ndarray:
+        d = world.parse(text)
+        if d.count is not None:
+            return _count_true(text, have_pair)
+        return _holds_one(text, have, have_pair) if len(d.objects) == 1 else same_caption[i]
+
+    return np.stack([truth(i, text) for i, text in enumerate(texts)])

@@ -9,6 +9,13 @@ Every answer can be checked against the scene it was asked about:
   caption's own image is in the top five); image → text R@1 (the top caption is true of the
   image);
 - ITM accuracy on matched pairs and on near-miss pairs (one detail changed).
+
+And in people's words (vlp's extension of the world's language, docs/world.md), with the
+canonical figures above defined as before:
+- VQA per family of phrasings (one question per family on each of the first NATURAL_SCENES
+  scenes; each answer is scored whole, which costs more), `natural_vqa_by_family`;
+  a question the model cannot read (unknown words) counts as wrong;
+- ITM on paraphrases with synonyms and count phrases, true and near miss, `itm_paraphrase_*`.
 """
 from __future__ import annotations
 
@@ -19,9 +26,11 @@ from collections import defaultdict
 import numpy as np
 
 from vlp import world
+from vlp.errors import BadText
 from vlp.protocol import Model
 
 QUESTIONS_PER_SCENE = 5
+NATURAL_SCENES = 200  # scenes asked in people's phrasings: one question per family each (~180 a family)
 
 
 def evaluate(model: Model, split: str = "test", n: int = 500, batch_size: int = 100) -> dict:
@@ -33,12 +42,14 @@ def evaluate(model: Model, split: str = "test", n: int = 500, batch_size: int = 
     can = model.capabilities
     if can.answer:
         out |= _vqa(model, scenes, images, batch_size)
+        out |= _natural_vqa(model, scenes[:NATURAL_SCENES], images, batch_size)
     if can.caption:
         out |= _captioning(model, scenes, images, captions, batch_size)
     if can.embed:
         out |= _retrieval(model, scenes, images, captions)
     if can.match:
         out |= _matching(model, scenes, images, captions, batch_size)
+        out |= _paraphrase_matching(model, scenes, images, batch_size)
     return out
 
 
@@ -72,6 +83,43 @@ def _vqa(model, scenes, images, batch_size) -> dict:
         "vqa_accuracy": float(np.mean(right)),
         "vqa_questions": len(right),
         "vqa_by_type": {t: float(np.mean(rs)) for t, rs in sorted(per_type.items())},
+    }
+
+
+def _readable(call, items: list, batch_size: int, refused) -> list:
+    """`call(chunk)` over chunks of items; a chunk with a text the model cannot read is retried
+    item by item, and each refused item gets `refused`."""
+    out = []
+    for chunk in _batches(items, batch_size):
+        try:
+            out += list(call(chunk))
+        except BadText:
+            for item in chunk:
+                try:
+                    out += list(call([item]))
+                except BadText:
+                    out.append(refused)
+    return out
+
+
+def _natural_vqa(model, scenes, images, batch_size) -> dict:
+    qs = []  # (scene index, question, answer, family)
+    for i, scene in enumerate(scenes):
+        rng = np.random.default_rng([13, i])
+        for family in world.FAMILIES:
+            canonical = world.sample_question(scene, rng)[:2]
+            made = world.sample_phrased(scene, rng, family, canonical)
+            if made is not None:
+                qs.append((i, *made, family))
+    predicted = _readable(lambda chunk: model.answer_many([images[i] for i, *_ in chunk], [q for _, q, _, _ in chunk]),
+                          qs, batch_size, refused=None)
+    per_family = defaultdict(list)
+    for (_, _, a, f), p in zip(qs, predicted):
+        per_family[f].append(p == a)
+    return {
+        "natural_vqa_accuracy": float(np.mean([p == a for (_, _, a, _), p in zip(qs, predicted)])),
+        "natural_vqa_questions": len(qs),
+        "natural_vqa_by_family": {f: float(np.mean(per_family[f])) for f in world.FAMILIES if per_family[f]},
     }
 
 
@@ -117,6 +165,23 @@ def _matching(model, scenes, images, captions, batch_size) -> dict:
         "itm_accuracy": float(np.mean(said == labels)),
         "itm_matched_accuracy": float(np.mean(said[labels == 1])),
         "itm_near_miss_accuracy": float(np.mean(~said[labels == 0])),
+    }
+
+
+def _paraphrase_matching(model, scenes, images, batch_size) -> dict:
+    rng = np.random.default_rng(17)
+    pairs = []  # (image, text, true)
+    for image, scene in zip(images, scenes):
+        pairs += [(image, world.paraphrase(scene, rng, synonyms=True), 1), (image, world.count_phrase(scene, rng), 1),
+                  (image, world.near_miss(scene, "paraphrase", rng), 0), (image, world.near_miss(scene, "count", rng), 0)]
+    probs = np.array(_readable(lambda chunk: model.match_pairs([p[0] for p in chunk], [p[1] for p in chunk]),
+                               pairs, batch_size, refused=np.nan))
+    labels = np.array([p[2] for p in pairs])
+    right = np.where(np.isnan(probs), False, (probs > 0.5) == labels)  # a refused text is wrong
+    return {
+        "itm_paraphrase_accuracy": float(np.mean(right)),
+        "itm_paraphrase_true_accuracy": float(np.mean(right[labels == 1])),
+        "itm_paraphrase_near_miss_accuracy": float(np.mean(right[labels == 0])),
     }
 
 

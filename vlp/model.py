@@ -41,6 +41,8 @@ class VLPConfig:
 SIZES = {
     "tiny": dict(width=128, heads=4, vision_layers=4, text_layers=2, decoder_layers=3, embed_dim=128),
     "small": dict(width=256, heads=8, vision_layers=6, text_layers=4, decoder_layers=4, embed_dim=256),
+    # for lessons that compare several short trainings in one class
+    "micro": dict(width=64, heads=2, vision_layers=2, text_layers=1, decoder_layers=2, embed_dim=64),
 }
 
 
@@ -80,6 +82,9 @@ class Batch:
     qa_images: torch.Tensor  # (Q,) the image each question is about
 
 
+OBJECTIVES = ("itc", "itm", "caption", "vqa")  # what `VLP.forward` can compute, by name
+
+
 class VLP(nn.Module):
     def __init__(self, config: VLPConfig, pad_id: int = 0):
         super().__init__()
@@ -106,20 +111,28 @@ class VLP(nn.Module):
         return self.itm_head(at_end_token(hidden, ids, self.config.text.eos_id))
 
     # --- the objectives ---------------------------------------------------------------------
-    def forward(self, batch: Batch, itm_negatives: int = 3) -> dict[str, torch.Tensor]:
-        """All four losses on one batch, as a dict of named terms (the trainer weighs them).
+    def forward(self, batch: Batch, itm_negatives: int = 3, objectives=OBJECTIVES) -> dict[str, torch.Tensor]:
+        """The losses of `objectives` (all four by default) on one batch, as a dict of named terms
+        (the trainer weighs them); an objective left out is not computed.
 
         `itm_negatives`: negative pairs per image for ITM, 3 or 1 (see `itm_loss`).
         """
+        losses = {}
         image = self.encode_image(batch.pixels)
-        image_emb = F.normalize(image.embedding.float(), dim=-1)  # (B, embed_dim)
-        text_emb = F.normalize(self.encode_text(batch.texts).embedding.float(), dim=-1)  # (B, embed_dim)
-        losses = {"itc": itc_loss(image_emb, text_emb, batch.positives, self.logit_scale.exp().clamp(max=100))}
-        with torch.no_grad():
-            sim = (image_emb @ text_emb.T).float()  # (B images, B texts)
-        losses["itm"], losses["itm_acc"] = self.itm_loss(batch, image.tokens, sim, itm_negatives)
-        losses["caption"] = self.lm_loss(batch.captions, image.tokens, batch.captions != self.pad_id)
-        losses["vqa"] = self.lm_loss(batch.qa, image.tokens[batch.qa_images], batch.answer_mask)
+        if "itc" in objectives or "itm" in objectives:  # ITM mines its hard negatives with ITC's similarities
+            image_emb = F.normalize(image.embedding.float(), dim=-1)  # (B, embed_dim)
+            with torch.set_grad_enabled(torch.is_grad_enabled() and "itc" in objectives):
+                text_emb = F.normalize(self.encode_text(batch.texts).embedding.float(), dim=-1)  # (B, embed_dim)
+        if "itc" in objectives:
+            losses["itc"] = itc_loss(image_emb, text_emb, batch.positives, self.logit_scale.exp().clamp(max=100))
+        if "itm" in objectives:
+            with torch.no_grad():
+                sim = (image_emb @ text_emb.T).float()  # (B images, B texts)
+            losses["itm"], losses["itm_acc"] = self.itm_loss(batch, image.tokens, sim, itm_negatives)
+        if "caption" in objectives:
+            losses["caption"] = self.lm_loss(batch.captions, image.tokens, batch.captions != self.pad_id)
+        if "vqa" in objectives:
+            losses["vqa"] = self.lm_loss(batch.qa, image.tokens[batch.qa_images], batch.answer_mask)
         return losses
 
     def lm_loss(self, ids: torch.Tensor, image_tokens: torch.Tensor, predict: torch.Tensor) -> torch.Tensor:

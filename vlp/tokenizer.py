@@ -3,14 +3,33 @@ from __future__ import annotations
 
 import torch
 from tokenizers import Tokenizer as HFTokenizer
-from tokenizers import decoders, models, normalizers, pre_tokenizers
+from tokenizers import Regex, decoders, models, normalizers, pre_tokenizers
 
 PAD, BOS, EOS, SEP, UNK = "[PAD]", "[BOS]", "[EOS]", "[SEP]", "[UNK]"
 SPECIALS = (PAD, BOS, EOS, SEP, UNK)
 
+# What is normalised, not learned: case, a sentence's final punctuation ("?", ".", "!" or none),
+# British spelling and two contractions say nothing about a scene, so every text is mapped to one
+# form before a word is read; the model never spends training on them, and a checkpoint reads
+# "What colour is the square!" exactly as "what color is the square". Synonyms (big/large,
+# over/above, object/shape, "left of"/"to the left of") are learned instead: they are words of
+# the vocabulary that `python -m vlp words` lists and whose meaning the model shows it has learned.
+# Checkpoints keep the normaliser they were saved with, so older ones read text as before.
+REWRITES = (("\u2019", "'"), ("what's", "what is"), ("where's", "where is"), ("colour", "color"))
+FINAL_PUNCTUATION = r"[\s?.!]+$"
+_NORMALISER = normalizers.Sequence(
+    [normalizers.NFKC(), normalizers.Lowercase(), *(normalizers.Replace(a, b) for a, b in REWRITES),
+     normalizers.Replace(Regex(FINAL_PUNCTUATION), "")])
+
+
+def normalise(text: str) -> str:
+    """`text` as a tokenizer from `Tokenizer.from_words` reads it: lower case, final punctuation
+    dropped, one spelling ('what Colour is it?' → 'what color is it')."""
+    return _NORMALISER.normalize_str(text)
+
 
 class Tokenizer:
-    """A word-level tokenizer (Hugging Face `tokenizers`): lower-cases, splits off punctuation.
+    """A word-level tokenizer (Hugging Face `tokenizers`): normalises (see REWRITES), splits off punctuation.
 
     A word outside the vocabulary becomes [UNK]; it never raises.
     """
@@ -27,7 +46,7 @@ class Tokenizer:
         for w in sorted(set(words) - set(SPECIALS)):
             vocab[w] = len(vocab)
         backend = HFTokenizer(models.WordLevel(vocab, unk_token=UNK))
-        backend.normalizer = normalizers.Sequence([normalizers.NFKC(), normalizers.Lowercase()])
+        backend.normalizer = _NORMALISER
         # \w+ runs and single punctuation marks: "circle?" → "circle", "?"
         backend.pre_tokenizer = pre_tokenizers.Whitespace()
         backend.decoder = decoders.WordPiece(prefix="##", cleanup=True)

@@ -61,6 +61,16 @@ def sincos_positions(grid: int, width: int) -> torch.Tensor:
     return torch.cat([torch.zeros(1, width), pos]) * (width**0.5)  # unit-scale entries after `scale`
 
 
+def patch_stem(config: VisionConfig) -> nn.Conv2d:
+    """Pixels (B, 3, H, W) → patch features (B, width, grid, grid): each patch read by one linear
+    map, written as a convolution whose kernel and stride are the patch size (CLIP's `conv1`).
+
+    A stem of 3×3 convolutions ("Early convolutions help transformers see better", Xiao et al.
+    2021) learnt more slowly here: at 25,600 samples text→image P@1 was 42 % against 60 % (issue 12).
+    """
+    return nn.Conv2d(3, config.width, config.patch_size, stride=config.patch_size, bias=False)
+
+
 class VisionTransformer(nn.Module):
     """ViT: patches → tokens, a class token, learned positions, pre-LN blocks, projection.
 
@@ -72,7 +82,7 @@ class VisionTransformer(nn.Module):
         super().__init__()
         self.config = config
         w = config.width
-        self.conv1 = nn.Conv2d(3, w, config.patch_size, stride=config.patch_size, bias=False)
+        self.conv1 = patch_stem(config)
         scale = w**-0.5
         self.class_embedding = nn.Parameter(scale * torch.randn(w))
         # learned, but started from 2-D sines and cosines: where a patch is, is known from step one

@@ -9,11 +9,17 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from vlp.tokenizer import normalise
 from vlp.world.scene import ALL_PAIRS, COLORS, HELD_OUT, RELATIONS, SHAPES, SIZES, Obj, Scene, above, left_of
 
 COUNT_WORDS = ("zero", "one", "two", "three")
 INTROS = ("there is", "there are", "a picture of", "an image of", "a scene with", "this image shows")  # paraphrases
 REL_WORDS = {"left": "to the left of", "right": "to the right of", "above": "above", "below": "below"}
+# vlp's extension (docs/world.md): synonyms people use, read by `parse`, said in paraphrases and questions.
+SIZE_SYNONYMS = {"small": ("small", "little", "tiny"), "large": ("large", "big")}
+REL_SYNONYMS = {"left": ("to the left of", "left of", "on the left of"),
+                "right": ("to the right of", "right of", "on the right of"),
+                "above": ("above", "over"), "below": ("below", "under")}
 
 
 # ----------------------------------------------------------------------------- captions
@@ -58,10 +64,23 @@ def caption(scene: Scene) -> str:
     return _join([mention(o) for o in _by_x(objects)])
 
 
-def paraphrase(scene: Scene, rng: np.random.Generator) -> str:
+def with_synonyms(text: str, rng: np.random.Generator) -> str:
+    """`text` with each size word and relation phrase replaced by a random synonym
+    ('a large red circle to the left of …' → 'a big red circle on the left of …')."""
+    out = []
+    for token in re.split(r"(to the left of|to the right of|above|below|small|large)", text):
+        key = {"small": "small", "large": "large", "to the left of": "left", "to the right of": "right",
+               "above": "above", "below": "below"}.get(token)
+        options = SIZE_SYNONYMS.get(key) or REL_SYNONYMS.get(key)
+        out.append(options[rng.integers(len(options))] if options else token)
+    return "".join(out)
+
+
+def paraphrase(scene: Scene, rng: np.random.Generator, synonyms: bool = False) -> str:
     """A random true description naming every object with its size: any true relation
     ('left', 'right', 'above', 'below') or any order joined by 'and', behind an optional
-    intro ('a picture of ...') and count ('two shapes: ...'). It parses back exactly."""
+    intro ('a picture of ...') and count ('two shapes: ...'). It parses back exactly.
+    synonyms: also swap size words and relation phrases for synonyms ('big', 'over', 'left of')."""
     objects = list(scene.objects)
     if len(objects) == 2:
         options = [f"{mention(a)} and {mention(b)}" for a, b in itertools.permutations(objects)]
@@ -79,7 +98,22 @@ def paraphrase(scene: Scene, rng: np.random.Generator) -> str:
         if word.startswith("there"):
             word = "there is" if n == 1 else "there are"
         body = f"{word} {body}"
-    return body
+    return with_synonyms(body, rng) if synonyms else body
+
+
+def count_phrase(scene: Scene, rng: np.random.Generator, true: bool = True) -> str:
+    """'two circles', 'there is one red shape', 'three shapes': how many objects of a colour, of a
+    shape or in all the scene holds (exactly); with true False, a wrong count of the same kind."""
+    kind = rng.integers(3)
+    pick = scene.objects[rng.integers(len(scene.objects))]
+    color, shape = (pick.color, None) if kind == 0 else (None, pick.shape) if kind == 1 else (None, None)
+    n = sum((color in (None, o.color)) and (shape in (None, o.shape)) for o in scene.objects)
+    if not true:
+        n = int(rng.choice([k for k in range(1, len(COUNT_WORDS)) if k != n]))
+    noun = (shape or "shape") + ("s" if n > 1 else "")
+    text = " ".join(w for w in (COUNT_WORDS[n], color, noun) if w)
+    intro = rng.integers(3)
+    return (("there is " if n == 1 else "there are ") + text) if intro == 0 else text
 
 
 # ----------------------------------------------------------------------------- parsing
@@ -91,6 +125,8 @@ class Description:
 
     objects: (shape, color, size or None) per named object, in the text's order.
     relation: (i, rel, j) for 'objects[i] rel objects[j]', rel in RELATIONS; or None.
+    count: a count phrase ('two circles', 'one red shape'): (n, colour or None, shape or None);
+        exactly n such objects are in the scene.
     exact: True when the text reads as a whole-scene description, i.e. every object names its
         size (captions and paraphrases always do); 'a red circle' is a partial mention.
         'a large red circle' is exact: it is the caption of a one-object scene.
@@ -99,6 +135,7 @@ class Description:
     objects: list[tuple[str, str, str | None]]
     relation: tuple[int, str, int] | None
     exact: bool
+    count: tuple[int, str | None, str | None] | None = None  # 'two red shapes': (2, 'red', None), no objects
 
 
 def words(text: str) -> list[str]:
@@ -107,7 +144,9 @@ def words(text: str) -> list[str]:
 
 
 _INTRO_TOKENS = [tuple(p.split()) for p in INTROS]
-_REL_TOKENS = {tuple(p.split()): r for r, p in REL_WORDS.items()} | {("left", "of"): "left", ("right", "of"): "right"}
+_REL_TOKENS = dict(sorted(((tuple(p.split()), r) for r, ps in REL_SYNONYMS.items() for p in ps), key=lambda x: -len(x[0])))
+_SIZE_WORDS = {w: size for size, ws in SIZE_SYNONYMS.items() for w in ws}
+_PLURALS = {s + "s": s for s in SHAPES}
 
 
 def _match(tokens: list[str], i: int, phrases) -> tuple | None:
@@ -123,26 +162,41 @@ def _parse_object(tokens: list[str], i: int) -> tuple[tuple[str, str, str | None
         return None, i
     i += 1
     size = None
-    if i < len(tokens) and tokens[i] in SIZES:
-        size, i = tokens[i], i + 1
+    if i < len(tokens) and tokens[i] in _SIZE_WORDS:
+        size, i = _SIZE_WORDS[tokens[i]], i + 1
     if i + 1 < len(tokens) and tokens[i] in COLORS and tokens[i + 1] in SHAPES:
         return (tokens[i + 1], tokens[i], size), i + 2
     return None, i
+
+
+def _parse_count(tokens: list[str], i: int) -> tuple[int, str | None, str | None] | None:
+    """Read a whole count phrase 'two [red] circles' / 'one [red] shape' at i, else None."""
+    rest = tokens[i:]
+    if len(rest) not in (2, 3) or rest[0] not in COUNT_WORDS[1:] or (len(rest) == 3 and rest[1] not in COLORS):
+        return None
+    noun = rest[-1]
+    shape = _PLURALS.get(noun, noun if noun in SHAPES else None)
+    if shape is None and noun not in ("shape", "shapes"):
+        return None
+    return COUNT_WORDS.index(rest[0]), rest[1] if len(rest) == 3 else None, shape
 
 
 def parse(text: str) -> Description | None:
     """Read a caption, paraphrase, mention or query; None when it is not one.
 
     Grammar: [intro] [count 'shape(s)' [':']] OBJ ( REL OBJ | ((',' | 'and' | ', and') OBJ)* ),
-    OBJ = 'a'|'an' [size] color shape. Case, spacing and a final full stop do not matter.
-    A relation is read only between two objects; a stated count must match the objects named.
+    OBJ = 'a'|'an' [size] color shape; or a count phrase [intro] count [color] (shape | 'shape')['s'].
+    Sizes and relations may be synonyms (SIZE_SYNONYMS, REL_SYNONYMS). Case, spacing and final
+    punctuation do not matter (`vlp.tokenizer.normalise`). A relation is read only between two
+    objects; a stated count must match the objects named.
     """
-    tokens = words(text)
-    if tokens and tokens[-1] == ".":
-        tokens.pop()
+    tokens = words(normalise(text))
     i = 0
     intro = _match(tokens, i, _INTRO_TOKENS)
     i += len(intro) if intro else 0
+    counted = _parse_count(tokens, i)
+    if counted is not None:
+        return Description([], None, False, counted)
     count = None
     if i + 1 < len(tokens) and tokens[i] in COUNT_WORDS[1:] and tokens[i + 1] in ("shape", "shapes"):
         count, i = COUNT_WORDS.index(tokens[i]), i + 2
@@ -176,6 +230,9 @@ def _satisfied(d: Description, scene: Scene, exact: bool) -> bool:
     """Whether distinct scene objects match the named ones (sizes required when exact) and
     make the stated relation true; exact also needs no object left unnamed."""
     objects = scene.objects
+    if d.count is not None:
+        n, color, shape = d.count
+        return not exact and n == sum(color in (None, o.color) and shape in (None, o.shape) for o in objects)
     if exact and len(d.objects) != len(objects):
         return False
     for chosen in itertools.permutations(objects, len(d.objects)):
@@ -206,8 +263,11 @@ def holds(text: str, scene: Scene) -> bool:
 def near_miss(scene: Scene, kind: str, rng: np.random.Generator) -> str:
     """A false text one detail away from a true one: an attribute or the relation changed.
 
-    kind: "full" changes the scene's caption; "mention" changes a mention of one object.
+    kind: "full" changes the scene's caption; "mention" changes a mention of one object;
+    "paraphrase" writes a paraphrase (with synonyms) of the changed scene; "count" miscounts.
     """
+    if kind == "count":
+        return count_phrase(scene, rng, true=False)
     for _ in range(20):
         i = rng.integers(len(scene.objects))
         o = scene.objects[i]
@@ -221,6 +281,10 @@ def near_miss(scene: Scene, kind: str, rng: np.random.Generator) -> str:
             continue
         if kind == "mention":
             text = mention(changed, with_size=field == "size" or bool(rng.random() < 0.5))
+        elif kind == "paraphrase":
+            objects = list(scene.objects)
+            objects[i] = changed
+            text = paraphrase(dataclasses.replace(scene, objects=objects), rng, synonyms=True)
         else:
             objects = list(scene.objects)
             objects[i] = changed

@@ -9,6 +9,7 @@ import numpy as np
 
 from vlp.errors import BadArgument
 from vlp.world.language import COUNT_WORDS, INTROS, REL_WORDS, article, words
+from vlp.world.phrasing import phrase_answers, phrasing_words
 from vlp.world.scene import ALL_PAIRS, COLORS, HELD_OUT, SHAPES, SIZES, Scene, above, left_of
 
 QUESTION_TYPES = ("color", "shape", "size", "count", "exist", "relation")
@@ -147,15 +148,22 @@ def sample_question(scene: Scene, rng: np.random.Generator, qtype: str | None = 
 
 
 def all_answers() -> list[str]:
-    """Every answer a question can have."""
+    """Every answer a canonical question can have: one word each (docs/world.md)."""
     return list(COLORS + SHAPES + SIZES + COUNT_WORDS + ("yes", "no"))
 
 
+def answer_set() -> list[str]:
+    """Every answer any question can have: the canonical one-word answers, then the phrasings'
+    ('top left', 'there is no square'; vlp/world/phrasing.py)."""
+    return all_answers() + phrase_answers()
+
+
 def vocabulary() -> list[str]:
-    """Every token (sorted) of the generator's captions, paraphrases, mentions, questions and
-    answers, split as `words` splits them."""
+    """Every token (sorted) of the generator's captions, paraphrases, mentions, count phrases,
+    questions in every phrasing and answers, split as `words` splits them (after the tokenizer's
+    normalisation: no capitals, 'color' spelt one way)."""
     fixed = [*INTROS, *REL_WORDS.values(), "and , :", "an", "shape shapes"]
     fixed += [re.sub(r"\{\w+\}s?", " ", t) for templates in QUESTION_TEMPLATES.values() for t in templates]
     vocab = {w for text in fixed for w in words(text)}
-    vocab |= set(all_answers()) | {s + "s" for s in SHAPES}
+    vocab |= set(all_answers()) | {s + "s" for s in SHAPES} | phrasing_words()
     return sorted(vocab)
