@@ -13,7 +13,7 @@ PY := .venv/bin/python
 	command -v chromium >/dev/null || (apt-get update -qq && apt-get install -y -qq chromium)
 	touch $@
 
-.PHONY: demo test test-fast
+.PHONY: demo test test-fast lessons
 demo: .venv/installed
 	$(PY) app.py $(ARGS)
 
@@ -23,3 +23,7 @@ test: .venv/chromium
 # Skips the slow and browser tests: for a quick loop while editing.
 test-fast: .venv/installed
 	$(PY) -m pytest -m "not slow and not browser" $(ARGS)
+
+# Runs the lessons in full (ARGS="1 2": some; ARGS=--quick: CI's short run) and writes their notebooks.
+lessons: .venv/installed
+	$(PY) lessons/run.py $(ARGS)

@@ -1,0 +1,200 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: py:percent
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # Lesson 7 — Composition: a yellow square it has never seen
+#
+# **Question:** vlp-tiny has seen yellow things and squares, but never a yellow square. Does it
+# compose the two? What does it say for one, and where does it look while saying it?
+#
+# **Time:** full run 73 s, measured on this project's 2-core machine under a load average of 18–21
+# (other programs training beside it). The quick run (`VLP_LESSON_QUICK=1`, CI) captions 40 novel and
+# 40 test scenes instead of 300 each, and one drawing of each colour–shape pair instead of four.
+# Nothing here trains.
+
+# %%
+import os
+from collections import Counter, defaultdict
+
+import matplotlib.pyplot as plt
+import numpy as np
+
+import vlp
+from vlp import world
+from vlp.world.scene import HELD_OUT, Scene
+
+QUICK = os.environ.get("VLP_LESSON_QUICK") == "1"
+SCENES = 40 if QUICK else 300  # novel and test scenes captioned
+DRAWS = 1 if QUICK else 4  # hand-made one-object scenes per colour–shape pair
+model = vlp.load(device="cpu")
+
+# %% [markdown]
+# ## The novel split
+#
+# Shapes World holds four (colour, shape) pairs out of training: no train, validation or test scene
+# holds one, and every scene of the `novel` split holds at least one (docs/world.md). Every colour
+# and every shape is seen in training — only these combinations are new.
+
+# %%
+print("held out:", sorted(f"{c} {s}" for c, s in HELD_OUT))
+
+# %% [markdown]
+# ## One yellow square
+#
+# A hand-made scene: one large yellow square in the middle. We ask vlp-tiny to caption it, to
+# answer questions about it, and to score sentences about it with its matching (ITM) head.
+
+# %%
+def one_object(shape: str, color: str, x: float = 0.5, y: float = 0.5):
+    scene = Scene.from_dict({"objects": [{"shape": shape, "color": color, "size": "large", "x": x, "y": y}]})
+    return scene, world.render(scene)
+
+
+scene, image = one_object("square", "yellow")
+caption = model.caption(image)
+print("caption:", caption)
+for question in ("what shape is the yellow object?", "what color is the square?", "is there a yellow square?"):
+    print(f"{question:35s}", ", ".join(f"{a} {p:.2f}" for a, p in model.answer_scores(image, question, 3)))
+for text in ("a large yellow square", "a large yellow circle", "a large yellow diamond", "a large orange square"):
+    print(f"match({text!r}) = {model.match(image, text):.3f}")
+
+plt.figure(figsize=(2.2, 2.2))
+plt.imshow(image)
+plt.title(caption, fontsize=8)
+plt.axis("off")
+plt.show()
+
+# %% [markdown]
+# The generating parts and the reading parts disagree. Asked to *produce* the shape word after
+# "yellow", the decoder says something else; asked to *judge* a sentence that already contains
+# "yellow square", the same decoder (its ITM head) accepts it and rejects the alternatives.
+#
+# ## How often, over the novel split
+#
+# We caption novel scenes and count, for each held-out object in them, whether the caption names
+# its colour and shape together — and what it says instead. The same count on test scenes (only
+# seen pairs) is the baseline.
+
+# %%
+def named_pairs(text: str) -> set[tuple[str, str]]:
+    parsed = world.parse(text)
+    return {(color, shape) for shape, color, _ in parsed.objects} if parsed else set()
+
+
+def caption_counts(split: str):
+    scenes = world.scenes(split, SCENES)
+    captions = model.caption_many([world.render(s) for s in scenes])
+    right, total, instead = Counter(), Counter(), defaultdict(Counter)
+    for s, c in zip(scenes, captions):
+        named = named_pairs(c)
+        for o in s.objects:
+            pair = (o.color, o.shape)
+            key = pair if pair in HELD_OUT else "seen pairs"
+            total[key] += 1
+            if pair in named:
+                right[key] += 1
+            elif pair in HELD_OUT:
+                guesses = [f"{c2} {s2}" for c2, s2 in named if c2 == o.color or s2 == o.shape]
+                instead[f"{o.color} {o.shape}"].update(guesses or ["(neither word)"])
+    return right, total, instead
+
+
+novel_right, novel_total, said = caption_counts("novel")
+test_right, test_total, _ = caption_counts("test")
+print(f"{'object':18s} caption names it")
+for key in sorted(novel_total, key=str):
+    print(f"{' '.join(key) if isinstance(key, tuple) else key + ' (novel)':18s} {novel_right[key]:4d} / {novel_total[key]:<4d}"
+          f" {novel_right[key] / novel_total[key]:.0%}")
+print(f"{'seen pairs (test)':18s} {test_right['seen pairs']:4d} / {test_total['seen pairs']:<4d}"
+      f" {test_right['seen pairs'] / test_total['seen pairs']:.0%}")
+print("\nwhat the captions say instead (a named object sharing the colour or the shape):")
+for pair, guesses in said.items():
+    print(f"  {pair:16s}", ", ".join(f"{g} ×{n}" for g, n in guesses.most_common(3)))
+
+held_rate = sum(novel_right[p] for p in HELD_OUT) / sum(novel_total[p] for p in HELD_OUT)
+seen_rate = test_right["seen pairs"] / test_total["seen pairs"]
+assert held_rate < seen_rate - 0.2  # the key result: held-out pairs are named far less often
+
+# %% [markdown]
+# ## Where it looks
+#
+# Is the model looking at the wrong thing, or looking at the right thing and naming it wrongly?
+# For one-object scenes of every colour–shape pair (the held-out ones and the 20 seen ones), we
+# take the caption vlp-tiny generates and the decoder's cross-attention at the step that produced
+# the shape word (mean over heads and layers): the share of it that falls on the patches the
+# object covers, and whether the shape word was right.
+
+# %%
+def object_patches(img) -> np.ndarray:
+    a = np.asarray(img).astype(int)
+    touched = np.abs(a - np.median(a.reshape(-1, 3), axis=0)).sum(-1) > 60  # (64, 64)
+    return touched.reshape(8, 8, 8, 8).any(axis=(1, 3))
+
+
+rng = np.random.default_rng(0)
+rows = []  # (held out?, shape word right?, attention share on the object, share of patches the object covers)
+for color in world.COLORS:
+    for shape in world.SHAPES:
+        for _ in range(DRAWS):
+            _, img = one_object(shape, color, *rng.uniform(0.3, 0.7, 2))
+            maps = model.attention(img)
+            word = next((i for i, t in enumerate(maps.tokens) if t in world.SHAPES), None)
+            if word is None:
+                continue
+            heat = maps.word_to_patches(word)
+            on = object_patches(img)
+            rows.append(((color, shape) in HELD_OUT, maps.tokens[word] == shape, heat[on].sum() / heat.sum(), on.mean()))
+rows = np.array(rows, dtype=float)
+for held, name in ((1, "held-out pairs"), (0, "seen pairs")):
+    r = rows[rows[:, 0] == held]
+    print(f"{name:15s}: shape word right {r[:, 1].mean():.0%}; attention on the object at the shape word "
+          f"{r[:, 2].mean():.0%}, on {r[:, 3].mean():.0%} of the patches ({len(r)} scenes)")
+
+# %%
+fig, axes = plt.subplots(2, 3, figsize=(8, 5.6))
+for row, (shape, color) in zip(axes, (("square", "yellow"), ("square", "blue"))):
+    _, img = one_object(shape, color)
+    maps = model.attention(img)
+    row[0].imshow(img)
+    row[0].set_title(f"{color} {shape}: “{' '.join(maps.tokens)}”", fontsize=8)
+    for ax, i in zip(row[1:], (2, 3)):  # "a large COLOUR SHAPE": the colour and the shape word
+        ax.imshow(img)
+        ax.imshow(maps.word_to_patches(i), cmap="inferno", alpha=0.6, extent=(0, 64, 64, 0))
+        ax.set_title(f"cross-attention at “{maps.tokens[i]}”", fontsize=8)
+for ax in axes.flat:
+    ax.axis("off")
+fig.tight_layout()
+plt.show()
+
+# %% [markdown]
+# ## What the numbers show
+#
+# In the full run (300 novel and 300 test scenes; the quick run's smaller counts point the same way):
+#
+# - **It does not compose reliably, and unevenly.** Captions name seen pairs right 100 % of the
+#   time (597 of 598 objects in test scenes, 272 of 272 in novel ones), but the held-out pairs
+#   far less: purple triangle 96 %, orange circle 86 %, green diamond 42 %, yellow square 2 %
+#   (2 of 80).
+# - **What it says instead keeps the colour and swaps the shape** for a familiar pair: a yellow
+#   square is almost always captioned "yellow circle" (78 of 80), a green diamond "green
+#   circle" (60). (The count lists any named object sharing the colour or the shape, so a few are
+#   other objects of the scene.) After the word "yellow" the decoder's language prior — yellow
+#   was never followed by "square" in training — outweighs what it sees.
+# - **It looks at the right place.** At the step that produces the shape word, the decoder's
+#   cross-attention puts 69 % of its weight on the object for held-out pairs and 68 % for seen
+#   ones (the object covers 15 % of the patches): the mistake is in naming, not in finding.
+# - **The reading side knows better than the generating side.** On the hand-made yellow square,
+#   the ITM head gives "a large yellow square" 0.997 and the alternatives ≤ 0.01, and "is there a
+#   yellow square?" is answered yes (0.98) — but "what shape is the yellow object?" gets "circle"
+#   (0.92). The image encoder does tell the square apart; generating the word after "yellow" is
+#   where composition fails.
+#
+# A remedy (e.g. more attribute diversity, or colour-free renders in training, as the CLEVR
+# systematicity literature suggests) is not measured here.
