@@ -9,8 +9,8 @@
    HTTP (httpx, Gradio 6's queue protocol in one session, as the page sends it); and /caption
    through gradio_client (which uploads the image with every request).
 3. `--clients` clients at once sending /caption, over plain HTTP and through gradio_client in
-   alternate rounds: p50, p95 and requests per second; the queue serves `demo.ui.CONCURRENCY`
-   requests at a time, so the latency includes waiting.
+   alternate rounds: p50, p95 and requests per second; the server runs the requests that wait
+   together in one batch (`demo.batcher`, up to `MAX_BATCH`), so the latency includes waiting.
 The load average is printed beside the figures. Every server runs on 127.0.0.1.
 """
 from __future__ import annotations
@@ -39,9 +39,9 @@ def main(args) -> int:
 
     import app
     import vlp
+    from demo.batcher import MAX_BATCH
     from demo.caption import caption
     from demo.scenes import KnownScenes, example_files, load_examples
-    from demo.ui import CONCURRENCY
     from vlp.images import load_image
 
     torch.set_num_threads(app.TORCH_THREADS)  # in process as in the server
@@ -93,8 +93,8 @@ def main(args) -> int:
              "p50 ÷ (echo + handler)": f"{p50[name] / (floor_p50 + handler_p50):.2f}x"}
             for name, s in seconds.items()]
     print(table(rows, ["what", "p50 ms", "p95 ms", "p50 ÷ (echo + handler)"]))
-    print(f"\n/caption from {args.clients} clients at once, 2 rounds alternating; the server runs {CONCURRENCY} "
-          f"requests at a time; {load_average()}")
+    print(f"\n/caption from {args.clients} clients at once, 2 rounds alternating; the server runs up to {MAX_BATCH} "
+          f"in one batch; {load_average()}")
     rows = []
     for way, seen in many.items():
         got = seen.seconds.get("caption", [])

@@ -15,7 +15,11 @@ the app of another checkout to compare with (`git archive COMMIT | tar -x -C /tm
    endpoint (shuffled per client), app and baseline in alternate rounds, after one mixed round
    each to warm up. Errors, p50/p95/max per endpoint, each endpoint's p95 over its one-client
    p50 and over the p95 of all the load's requests (does one endpoint hold up the others?).
-4. The servers' resident memory after the warm-up round and after each round of the load.
+4. Sessions (over plain HTTP): `--sessions` requests to /caption by the /call/ route, each of
+   which opens a new Gradio session, from `--clients` clients, app and baseline in turn, in two
+   halves. The demo keeps `demo.ui.SESSIONS` sessions: the second half should add no memory.
+5. The servers' resident memory after the warm-up round, after each round of the load and after
+   each half of part 4.
 Then the goals of issue 10, item 9, against this tree's figures.
 
 Requests go through Gradio 6's queue protocol with httpx, as the page sends them (one session
@@ -56,7 +60,8 @@ def add_arguments(parser) -> None:
     parser.add_argument("--baseline", type=Path, help="another checkout whose app.py is measured beside this one")
     parser.add_argument("--gradio-client", action="store_true", help="send the requests through gradio_client")
     parser.add_argument("--gallery", default="world:200", help="the apps' search gallery (default: world:200)")
-    parser.add_argument("--quick", action="store_true", help="a smoke test: 2 clients x 9 requests, 2 rounds")
+    parser.add_argument("--sessions", type=int, help="requests by the /call/ route in part 5 (default: 2 x demo.ui.SESSIONS)")
+    parser.add_argument("--quick", action="store_true", help="a smoke test: 2 clients x 9 requests, 1 round, 20 sessions")
     parser.add_argument("--timeout", type=float, default=180.0, help="seconds to wait for a server (default: 180)")
 
 
@@ -314,7 +319,32 @@ def run_load(clients: list, plans: list[list[str]], layers: int) -> Load:
             with lock:
                 load.seconds.setdefault(api, []).append(time.perf_counter() - start)
 
-    threads = [threading.Thread(target=visitor, args=(c, p)) for c, p in zip(clients, plans)]
+    return _run_all([threading.Thread(target=visitor, args=(c, p)) for c, p in zip(clients, plans)], load)
+
+
+def run_sessions(clients: list, count: int, layers: int) -> Load:
+    """`count` requests to /caption by the /call/ route, a new session each, shared among the clients."""
+    load, lock = Load(), threading.Lock()
+    left = iter(range(count))
+
+    def visitor(client):
+        data = requests_of(client.image, layers)["caption"]
+        while next(left, None) is not None:
+            start = time.perf_counter()
+            try:
+                client.call_in_a_new_session("caption", data)
+            except Exception as err:
+                with lock:
+                    load.errors.setdefault("caption", []).append(f"{type(err).__name__}: {err}")
+                continue
+            with lock:
+                load.seconds.setdefault("caption", []).append(time.perf_counter() - start)
+
+    return _run_all([threading.Thread(target=visitor, args=(c,)) for c in clients], load)
+
+
+def _run_all(threads: list[threading.Thread], load: Load) -> Load:
+    """Start the visitors together, wait for all, and record the wall time in `load`."""
     start = time.perf_counter()
     for t in threads:
         t.start()
@@ -336,8 +366,13 @@ def mixed_plans(apis: list[str], clients: int, requests: int, seed: int) -> list
 
 
 def main(args) -> int:
+    from demo.ui import SESSIONS
+
+    if args.sessions is None:
+        args.sessions = 2 * SESSIONS
     if args.quick:
         args.clients, args.requests, args.single = min(args.clients, 2), min(args.requests, 9), min(args.single, 2)
+        args.sessions = min(args.sessions, 20)
     import torch
 
     import app
@@ -428,6 +463,14 @@ def main(args) -> int:
                 rss[s.name].append((f"after round {r + 1} of the load", s.rss()))
             mixed_load = load_average()
 
+        # 4. a new session for every request, by the /call/ route: memory after each half
+        sessions = {s.name: Load() for s in apps}
+        for half in (1, 2) if not args.gradio_client else ():
+            for s in apps:
+                sessions[s.name].add(run_sessions(clients[s.name], args.sessions // 2, layers))
+                rss[s.name].append((f"after {half * (args.sessions // 2)} requests by /call/ (part 4)", s.rss()))
+        sessions_load = load_average()
+
     print(f"\n2. /caption, {args.clients} clients at once, {rounds} round(s) alternating; {caption_load}")
     rows = []
     rate = {s.name: captions[s.name].count / captions[s.name].wall for s in apps}
@@ -466,18 +509,28 @@ def main(args) -> int:
         for api, messages in seen.errors.items():
             print(f"  /{api}: {messages[0]}")
 
-    print(f"\n4. server resident memory, MiB; {mixed_load}")
+    print(f"\n4. /caption by the /call/ route, a new session each: {args.sessions} requests from {args.clients} "
+          f"clients, in two halves, app and baseline in turn; the demo keeps {SESSIONS} sessions; {sessions_load}")
+    for s in apps if not args.gradio_client else ():
+        seen = sessions[s.name]
+        got = seen.seconds.get("caption", [])
+        print(f"{s.name}: {seen.count} requests, {sum(map(len, seen.errors.values()))} errors, p50 "
+              f"{ms(statistics.median(got)) if got else '-'} ms, {seen.count / seen.wall:.1f} req/s")
+
+    print(f"\n5. server resident memory, MiB; {sessions_load}")
     rows = [{"when": when, **{s.name: f"{rss[s.name][i][1]:.0f}" for s in apps}}
             for i, (when, _) in enumerate(rss[apps[0].name])]
     print(table(rows, ["when", *[s.name for s in apps]]))
 
     seen = mixed["app"]
-    growth = rss["app"][-1][1] - rss["app"][0][1]
+    growth = rss["app"][rounds][1] - rss["app"][0][1]
+    sessions_growth = rss["app"][-1][1] - rss["app"][-2][1] if not args.gradio_client else float("nan")
     print("\ngoals (this tree's app):")
     print(f"- errors under load: {sum(map(len, seen.errors.values()))} (goal 0)")
     print(f"- endpoints whose p95 under load is over 3x their one-client p50: "
           f"{', '.join(over.get('app', [])) or 'none'} (goal none)")
     print(f"- memory after warm-up: {growth:+.0f} MiB over {rounds} round(s) of the load (goal flat)")
+    print(f"- memory over the second {args.sessions // 2} requests by /call/: {sessions_growth:+.0f} MiB (goal flat)")
     call = p50["app"]["caption"] / (p50["echo"]["caption"] + p50["bare"]["caption"])
     print(f"- /caption at one client ÷ (echo + bare): {call:.2f}x (goal ≤ 1.3x)")
     if args.baseline:

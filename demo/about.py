@@ -6,7 +6,7 @@ from collections import OrderedDict
 
 import gradio as gr
 
-from vlp.protocol import REAL_WEIGHTS
+from vlp.protocol import CAPTIONER, EMBEDDER, REAL_WEIGHTS
 
 METRIC_NAMES = {  # metrics.json keys in words; unknown keys are shown as they are
     "scenes": "scenes evaluated",
@@ -76,7 +76,12 @@ def card_markdown(model) -> str:
     lines += ["", "### Other models", "",
               "Start the demo on real weights (downloaded once, then offline):", "",
               f"```\npython app.py {REAL_WEIGHTS}\n```",
-              "", "A Shapes World model only knows shapes: on a photo it still answers in circles and squares."]
+              "", "On a Hugging Face Space, which takes no flags, set them as the Space's variables (Settings → "
+              "Variables): `VLP_MODEL` (the model), `VLP_CAPTIONER` (a second model that writes captions and "
+              "answers) and `VLP_GALLERY` (the search gallery: `world:N` or a folder), e.g.", "",
+              f"```\nVLP_MODEL={EMBEDDER}\nVLP_CAPTIONER={CAPTIONER}\n```",
+              "", "A Shapes World model only knows shapes: on a photo it still answers in circles and squares, and "
+              "the demo says so beside every result."]
     return "\n".join(lines)
 
 
@@ -85,6 +90,22 @@ def model_line(model) -> str:
     can = model.capabilities
     serves = [name for name, able in (("captions", can.caption), ("answers", can.answer), ("search", can.embed)) if able]
     return f"Model **{model.spec}** (`{model.fingerprint}`) · serves " + (", ".join(serves) or "attention only")
+
+
+LARGE_TEXT = "(on) => document.documentElement.classList.toggle('vlp-large', on)"  # demo.ui.CSS sizes it
+
+
+def build_header(model) -> gr.Button:
+    """The page's title, the model line, a "Large text" switch (for a projector; it runs in the
+    browser only) and the button that opens the About tab, which is returned for `demo.ui` to wire."""
+    with gr.Row(elem_id="header-row", equal_height=False):
+        gr.Markdown("# vlp — caption, ask, search, and see where the model looks\n" + model_line(model),
+                    elem_id="header")
+        with gr.Column(scale=0, min_width=180, elem_id="header-tools"):
+            about = gr.Button("About this model", size="sm", elem_id="about-btn")
+            large = gr.Checkbox(False, label="Large text (projector)", container=False, elem_id="large-text")
+    large.change(None, [large], None, js=LARGE_TEXT, api_visibility="private", queue=False)
+    return about
 
 
 def build_about_tab(model) -> None:

@@ -12,7 +12,9 @@ from vlp.errors import BadImage, Unsupported
 from vlp.limits import MAX_QUESTION_CHARS, check_text
 from vlp.protocol import ANSWERER
 
-from demo.inputs import PRIVATE, QUEUED, QUEUED_PRIVATE, checked_image, image_path, notice, safe
+from demo.batcher import ALONE, BATCHED, Batcher, checked_file
+from demo.inputs import (PRIVATE, QUEUED_PRIVATE, WORDS_LIST, checked_image, domain_note, image_path, notice,
+                         one_message, safe)
 from demo.scenes import KnownScenes, pixel_key
 
 GENERIC_QUESTIONS = [  # for uploads: Shapes World questions, which every model can read
@@ -28,7 +30,8 @@ GENERIC_QUESTIONS = [  # for uploads: Shapes World questions, which every model 
 class AnswerResult:
     answer: str
     scores: dict[str, float]  # the top-5 first answer words: probability
-    verdict: str  # Markdown: right or wrong against the true answer; empty when it is unknown
+    verdict: str  # Markdown: right or wrong against the true answer; else the model's notice for an image
+    # outside what it knows (`demo.inputs.domain_note`); else empty
 
 
 def cannot_answer(model) -> str:
@@ -36,19 +39,40 @@ def cannot_answer(model) -> str:
             f"`--model {ANSWERER}`.")
 
 
-def answer(model, image, question: str, known: KnownScenes | None = None) -> AnswerResult:
-    """Answer the question about the image; judge the answer when the demo knows the truth."""
+def answer(model, image, question: str, known: KnownScenes | None = None, batcher: Batcher = ALONE) -> AnswerResult:
+    """Answer the question about the image; judge the answer when the demo knows the truth. The
+    request is checked here, alone; the model answers it in a batch with the others of `batcher`."""
     if not model.capabilities.answer:
         raise Unsupported(cannot_answer(model))
-    img = checked_image(image)
+    image = checked_file(image)
     question = check_text(question, "question", MAX_QUESTION_CHARS)
-    said = model.answer(img, question)
-    scores = {word.strip() or "(end of answer)": float(p) for word, p in model.answer_scores(img, question, k=5)}
+    img, said, top = batcher.call(answers, (image, question), model)
+    scores = {word.strip() or "(end of answer)": float(p) for word, p in top}
     truth = known.true_answer(img, question) if known else None
     note = ""
     if truth is not None:
         note = f"✓ Right: the answer is **{truth}**." if said.strip() == truth else f"✗ The true answer is **{truth}**."
-    return AnswerResult(said, scores, note)
+    return AnswerResult(said, scores, note or domain_note(model, img))
+
+
+def answers(items: list[tuple], model) -> list[tuple]:
+    """(image, answer, its top-5 first words) for each (image, question) of a batch: one
+    `model.answer_many` call, then the top words of each."""
+    imgs = [checked_image(image) for image, _ in items]
+    said = model.answer_many(imgs, [question for _, question in items])
+    return [(img, a, model.answer_scores(img, question, k=5)) for img, a, (_, question) in zip(imgs, said, items)]
+
+
+def known_words(model) -> str:
+    """Markdown: every word the model reads (`model.vocabulary()`), for the list beside the question
+    box; empty for a model that reads any word."""
+    words = model.vocabulary()
+    if words is None:
+        return ""
+    listed = [w for w in words if any(c.isalnum() for c in w)]
+    marks = " ".join(w for w in words if w not in listed)
+    return (f"{model.spec} reads only these {len(listed)} words" + (f" (and the marks {marks})" if marks else "")
+            + "; a question with any other word is refused, naming it:\n\n" + " · ".join(f"`{w}`" for w in listed))
 
 
 def example_questions(image, known: KnownScenes, n: int = 5) -> list[str]:
@@ -76,25 +100,29 @@ def example_questions(image, known: KnownScenes, n: int = 5) -> list[str]:
     return list(asked)
 
 
-def build_ask_tab(model, image: gr.Image, known: KnownScenes) -> None:
+def build_ask_tab(model, image: gr.Image, known: KnownScenes, batcher: Batcher) -> None:
     with gr.Tab("Ask", id="ask"):
         if not model.capabilities.answer:
             notice(cannot_answer(model))
         with gr.Row():
             question = gr.Textbox(label="Question", placeholder="what color is the circle?", scale=3,
-                                  max_length=MAX_QUESTION_CHARS)
+                                  max_length=MAX_QUESTION_CHARS, elem_id="question")
             ask_btn = gr.Button("Ask", variant="primary", scale=1, interactive=model.capabilities.answer)
         questions = gr.Dataset(components=[question], samples=[[q] for q in GENERIC_QUESTIONS],
                                label="Example questions for this image (click one)")
+        words = known_words(model)
+        if words:
+            with gr.Accordion(WORDS_LIST, open=False, elem_id="known-words"):
+                gr.Markdown(words)
         with gr.Row():
             with gr.Column():
                 answer_out = gr.Textbox(label="Answer", interactive=False, elem_id="answer-out")
-                answer_verdict = gr.Markdown()
+                answer_verdict = gr.Markdown(elem_id="answer-verdict")
             answer_probs = gr.Label(num_top_classes=5, label="Top-5 first answer words")
 
     @safe
     def on_answer(img, question):
-        result = answer(model, img, question, known)
+        result = answer(model, img, question, known, batcher)
         return result.answer, result.scores, result.verdict
 
     def on_image(img):
@@ -104,5 +132,8 @@ def build_ask_tab(model, image: gr.Image, known: KnownScenes) -> None:
     image.change(on_image, [image], [questions, answer_out, answer_probs, answer_verdict], preprocess=False,
                  **QUEUED_PRIVATE)  # the file unopened: the scene note says once what is wrong with it
     questions.click(lambda sample: sample[0], [questions], [question], **PRIVATE)
-    ask_btn.click(on_answer, [image, question], [answer_out, answer_probs, answer_verdict], api_name="answer", **QUEUED)
-    question.submit(on_answer, [image, question], [answer_out, answer_probs, answer_verdict], **QUEUED_PRIVATE)
+    answered = [answer_out, answer_probs, answer_verdict]
+    one_message(ask_btn.click(on_answer, [image, question], answered, api_name="answer", show_progress_on=[answer_out],
+                              **BATCHED), answered)
+    one_message(question.submit(on_answer, [image, question], answered, api_visibility="private",
+                                show_progress_on=[answer_out], **BATCHED), answered)

@@ -22,11 +22,23 @@ from vlp.errors import BadArgument
 from vlp.limits import check_text
 
 from demo import draw
-from demo.inputs import PRIVATE, QUEUED, QUEUED_PRIVATE, checked_image, notice, number_slider, safe
+from demo.inputs import (PRIVATE, QUEUED, QUEUED_PRIVATE, checked_image, domain_note, notice, number_slider,
+                         one_message, safe)
 from demo.scenes import pixel_key
 
 MAX_GRID_PANELS = 40  # more layers x (heads + mean) than this: the grid shows one layer at a time
 MAPS_KEPT = 16  # (image, text) pairs whose maps the cache keeps: the examples and a few uploads
+START = "[start]"  # the hidden token every caption begins from, shown as the text matrix's first column
+EXPLAINED = (
+    "**How to read these maps.** The vision encoder cuts the image into patches and adds one extra token, the "
+    "**class token**, which holds no pixels of its own: it gathers what the image is about from every patch, layer "
+    "after layer, and is what the image is summed up by for search and matching. *Vision self-attention* shows how "
+    "much the class token reads each patch in one layer (one head, or the mean of them). *Attention rollout* "
+    "follows it through all the layers at once: each layer's attention (with the skip connection that keeps half "
+    "of a token as it was) multiplied into the next, so it says how much of each patch ends up in the class token. "
+    "*Cross-attention* shows the patches the text decoder reads while it writes one word; *text self-attention* "
+    "the earlier words (and the hidden start token) each word reads. Each map has its own colour scale, from 0 "
+    "to its largest weight, written under it; the colours are laid over the image as the bar beside it shows.")
 MAPS_BYTES = 64 * 2**20  # … and at most this much of them (BLIP's ViT-B/16 at 384 px: 12 x 12 x 577² floats, ~190 MB: none)
 
 
@@ -79,7 +91,13 @@ def _bytes(maps: AttentionMaps) -> int:
     return sum(a.nbytes for a in (*maps.vision, *maps.cross, *maps.text))
 
 
-def attention_caption(maps: AttentionMaps) -> str:
+def attention_caption(maps: AttentionMaps, note: str = "") -> str:
+    """Markdown: the words behind the maps, and `note` (the model's notice for an image outside what
+    it knows, `demo.inputs.domain_note`) under them."""
+    return _words_line(maps) + (f"  \n{note}" if note else "")
+
+
+def _words_line(maps: AttentionMaps) -> str:
     if not maps.tokens:
         return "No text: this model only shows where the image looks."
     return "The words behind the maps: **" + " ".join(maps.tokens) + "**"
@@ -151,14 +169,27 @@ def draw_cross(maps: AttentionMaps, word: int = 1) -> Image.Image:
                         f"Cross-attention behind '{maps.tokens[i]}' (word {i + 1})\nmean of {layers} layers × {heads} heads")
 
 
+def text_matrix(maps: AttentionMaps) -> tuple[np.ndarray, list[str]]:
+    """The text self-attention of the words, mean over layers and heads, with the share of the
+    hidden start token (which the maps leave out) as a first column when it has one: (rows that sum
+    to 1, the columns' names)."""
+    mean = np.mean([t.mean(axis=0) for t in maps.text], axis=0)
+    start = np.clip(1.0 - mean.sum(axis=1), 0.0, 1.0)
+    if start.max() < 0.001:
+        return mean, list(maps.tokens)
+    return np.concatenate([start[:, None], mean], axis=1), [START, *maps.tokens]
+
+
 def draw_text(maps: AttentionMaps) -> Image.Image:
     """The text self-attention of the words as one matrix: mean over layers and heads."""
     if not maps.text or not maps.tokens:
         return draw.message("No text self-attention to show for this model and input.")
-    mean = np.mean([t.mean(axis=0) for t in maps.text], axis=0)
-    return draw.matrix(mean, maps.tokens,
-                       f"Text self-attention\nmean of {len(maps.text)} layers × {maps.text[0].shape[0]} heads; "
-                       "a row: one word reading the others")
+    weights, columns = text_matrix(maps)
+    title = (f"Text self-attention\nmean of {len(maps.text)} layers × {maps.text[0].shape[0]} heads; "
+             "a row: one word reading the others")
+    if columns[0] == START:
+        title += f"\nand the hidden {START} token it begins from: each row sums to 1"
+    return draw.matrix(weights, maps.tokens, title, columns=columns)
 
 
 def draw_attention(maps: AttentionMaps, layer: int = 1, head: int = 0, all_heads: bool = False,
@@ -184,11 +215,13 @@ def build_attention_tab(model, image: gr.Image) -> None:
     with gr.Tab("Attention", id="attention"):
         if not model.capabilities.attention:
             notice(f"{model.spec} does not show its attention here.")
+        with gr.Accordion("What the class token and rollout are", open=False, elem_id="attention-help"):
+            gr.Markdown(EXPLAINED)
         with gr.Row():
             text = gr.Textbox(label="Text to explain (empty: the caption the model writes)", scale=3)
             show_btn = gr.Button("Show attention", variant="primary", scale=1, elem_id="attention-btn",
                                  interactive=model.capabilities.attention)
-        caption_md = gr.Markdown()
+        caption_md = gr.Markdown(elem_id="attention-words")
         with gr.Row():
             layer = number_slider(1, layers, value=layers, step=1, label="Layer")
             head = number_slider(0, heads, value=0, step=1, label="Head (0 = mean of the heads)")
@@ -213,7 +246,8 @@ def build_attention_tab(model, image: gr.Image) -> None:
         p = draw_attention(maps, layer, head, all_heads, 1)
         choices = word_choices(maps)
         words = gr.Radio(choices=choices, value=choices[0][1] if choices else None)
-        return p.vision, p.grid, p.rollout, p.cross, p.text, attention_caption(maps), words, maps
+        note = domain_note(model, checked_image(img))
+        return p.vision, p.grid, p.rollout, p.cross, p.text, attention_caption(maps, note), words, maps
 
     def sliders(maps):
         if maps is None:
@@ -240,10 +274,14 @@ def build_attention_tab(model, image: gr.Image) -> None:
     def redraw_cross(maps, word):
         return draw_cross(_need(maps), word)
 
-    show_btn.click(on_show, [image, text, layer, head, all_heads],
-                   [vision_img, grid_img, rollout_img, cross_img, text_img, caption_md, word, maps_state],
-                   api_name="attention", **QUEUED).then(sliders, [maps_state], [layer, head], **PRIVATE).then(
+    shown = [vision_img, grid_img, rollout_img, cross_img, text_img, caption_md, word, maps_state]
+    showing = show_btn.click(on_show, [image, text, layer, head, all_heads], shown, api_name="attention",
+                             show_progress_on=[vision_img, rollout_img], **QUEUED)
+    showing.then(sliders, [maps_state], [layer, head], **PRIVATE).then(
         lambda on: gr.Image(visible=bool(on)), [all_heads], [grid_img], **PRIVATE)
+    one_message(showing, shown)
+    # a new image: no maps of the old one left beside it
+    image.change(lambda: (None,) * 6 + (gr.Radio(choices=[], value=None), None), None, shown, **PRIVATE)
     for control in (layer, head):
         control.release(redraw_vision, [maps_state, layer, head], [vision_img], **QUEUED_PRIVATE)
     layer.release(heads_of_layer, [maps_state, layer, all_heads], [grid_img], **QUEUED_PRIVATE)

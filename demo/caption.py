@@ -12,7 +12,9 @@ from vlp.errors import BadArgument, UnknownWords, Unsupported
 from vlp.limits import MAX_BEAMS, MAX_CAPTION_WORDS, check_beams, check_max_length, check_text
 from vlp.protocol import CAPTIONER, MatchKind
 
-from demo.inputs import PRIVATE, QUEUED, QUEUED_PRIVATE, checked_image, notice, number_slider, safe
+from demo.batcher import ALONE, BATCHED, Batcher, checked_file
+from demo.inputs import (PRIVATE, QUEUED_PRIVATE, checked_image, domain_note, notice, number_slider, one_message,
+                         safe, score_number)
 from demo.scenes import KnownScenes
 
 
@@ -20,7 +22,8 @@ from demo.scenes import KnownScenes
 class CaptionResult:
     text: str  # the caption
     score: float | None  # the model's match score of its own caption; None when it cannot score it
-    verdict: str  # Markdown: right or wrong against the scene's truth; empty when the truth is unknown
+    verdict: str  # Markdown: right or wrong against the scene's truth; else the model's notice for an image
+    # outside what it knows (`demo.inputs.domain_note`); else empty
 
 
 def cannot_caption(model) -> str:
@@ -38,22 +41,40 @@ def score_label(match: MatchKind | None) -> str:
 
 
 def caption(model, image, decoding: str = "greedy", beams: int = 3, max_length: int = 30,
-            known: KnownScenes | None = None) -> CaptionResult:
-    """Caption the image, score the caption, and judge it when the demo knows the scene."""
+            known: KnownScenes | None = None, batcher: Batcher = ALONE) -> CaptionResult:
+    """Caption the image, score the caption, and judge it when the demo knows the scene. The
+    request is checked here, alone; the model runs it in a batch with the others of `batcher`."""
     if not model.capabilities.caption:
         raise Unsupported(cannot_caption(model))
-    img = checked_image(image)
+    image = checked_file(image)
     if decoding not in ("greedy", "beam"):
         raise BadArgument(f"Decoding must be 'greedy' or 'beam', got {decoding!r}.")
     num_beams = 1 if decoding == "greedy" else check_beams(beams)
-    text = model.caption(img, num_beams=num_beams, max_length=check_max_length(max_length))
-    score = None
-    if text.strip() and model.capabilities.match:
-        try:
-            score = round(float(model.match(img, text)), 4)
-        except UnknownWords:  # a composed captioner may use words its matcher never learned
-            score = None
-    return CaptionResult(text, score, verdict(known, img, text))
+    img, text, score = batcher.call(captions, image, model, num_beams, check_max_length(max_length))
+    return CaptionResult(text, score, verdict(known, img, text) or domain_note(model, img))
+
+
+def captions(images: list, model, num_beams: int, max_length: int) -> list[tuple[Image.Image, str, float | None]]:
+    """(image, caption, its score) for each image of a batch: one `model.caption_many` call and one
+    `model.match_pairs` call. The score is None for an empty caption or when the model cannot score."""
+    imgs = [checked_image(image) for image in images]
+    texts = model.caption_many(imgs, num_beams=num_beams, max_length=max_length)
+    scored = [i for i, text in enumerate(texts) if text.strip()] if model.capabilities.match else []
+    scores: list[float | None] = [None] * len(imgs)
+    try:
+        found = model.match_pairs([imgs[i] for i in scored], [texts[i] for i in scored]) if scored else []
+    except UnknownWords:  # a composed captioner may use words its matcher never learned: one by one
+        found = [_score_alone(model, imgs[i], texts[i]) for i in scored]
+    for i, score in zip(scored, found):
+        scores[i] = None if score is None else round(float(score), 4)
+    return list(zip(imgs, texts, scores))
+
+
+def _score_alone(model, image: Image.Image, text: str) -> float | None:
+    try:
+        return model.match(image, text)
+    except UnknownWords:
+        return None
 
 
 def verdict(known: KnownScenes | None, image: Image.Image, text: str) -> str:
@@ -69,13 +90,19 @@ def verdict(known: KnownScenes | None, image: Image.Image, text: str) -> str:
     return f"✗ Not quite: the truth is **{truth}**."
 
 
-def match(model, image, text: str) -> float:
-    """The model's match score of `text` against the image."""
-    img = checked_image(image)
-    return round(float(model.match(img, check_text(text, "sentence"))), 4)
+def match(model, image, text: str, batcher: Batcher = ALONE) -> float:
+    """The model's match score of `text` against the image, in a batch with the others of `batcher`."""
+    image = checked_file(image)
+    return batcher.call(match_scores, (image, check_text(text, "sentence")), model)
 
 
-def build_caption_tab(model, image: gr.Image, known: KnownScenes) -> None:
+def match_scores(pairs: list[tuple], model) -> list[float]:
+    """The match score of each (image, text) of a batch: one `model.match_pairs` call."""
+    scores = model.match_pairs([checked_image(image) for image, _ in pairs], [text for _, text in pairs])
+    return [round(float(score), 4) for score in scores]
+
+
+def build_caption_tab(model, image: gr.Image, known: KnownScenes, batcher: Batcher) -> None:
     can = model.capabilities
     with gr.Tab("Caption", id="caption"):
         if not can.caption:
@@ -87,27 +114,35 @@ def build_caption_tab(model, image: gr.Image, known: KnownScenes) -> None:
         caption_btn = gr.Button("Caption", variant="primary", elem_id="caption-btn", interactive=can.caption)
         caption_out = gr.Textbox(label="Caption", interactive=False, elem_id="caption-out")
         with gr.Row():
-            caption_score = gr.Number(label="Score of the caption", info=score_label(can.match), precision=4,
-                                      interactive=False, placeholder="–")
-            caption_verdict = gr.Markdown()
+            caption_score = score_number(label="Score of the caption", info=score_label(can.match), precision=4,
+                                         elem_id="caption-score")
+            caption_verdict = gr.Markdown(elem_id="caption-verdict")
         gr.Markdown("#### Does a sentence describe the image?")
         with gr.Row():
             sentence = gr.Textbox(label="Any sentence", placeholder="a large red circle", scale=3)
             match_btn = gr.Button("Score it", scale=1, interactive=can.match is not None)
-        match_out = gr.Number(label="Score of the sentence", info=score_label(can.match), precision=4,
-                              interactive=False, placeholder="–")
+        with gr.Row():
+            match_out = score_number(label="Score of the sentence", info=score_label(can.match), precision=4)
+            match_note = gr.Markdown(elem_id="match-note")
 
     @safe
     def on_caption(img, decoding, beams, max_length):
-        result = caption(model, img, decoding, beams, max_length, known)
+        result = caption(model, img, decoding, beams, max_length, known, batcher)
         return result.text, result.score, result.verdict
 
     @safe
     def on_match(img, text):
-        return match(model, img, text)
+        return match(model, img, text, batcher)
 
-    caption_btn.click(on_caption, [image, decoding, beams, max_length], [caption_out, caption_score, caption_verdict],
-                      api_name="caption", **QUEUED)
-    image.change(lambda: ("", None, ""), None, [caption_out, caption_score, caption_verdict], **PRIVATE)
-    match_btn.click(on_match, [image, sentence], [match_out], api_name="match", **QUEUED)
-    sentence.submit(on_match, [image, sentence], [match_out], **QUEUED_PRIVATE)
+    @safe
+    def on_match_note(img):
+        return domain_note(model, checked_image(img))
+
+    captioned = [caption_out, caption_score, caption_verdict]
+    one_message(caption_btn.click(on_caption, [image, decoding, beams, max_length], captioned, api_name="caption",
+                                  show_progress_on=[caption_out], **BATCHED), captioned)
+    image.change(lambda: ("", None, "", None, ""), None, [*captioned, match_out, match_note], **PRIVATE)
+    for matched in (match_btn.click(on_match, [image, sentence], [match_out], api_name="match", **BATCHED),
+                    sentence.submit(on_match, [image, sentence], [match_out], api_visibility="private", **BATCHED)):
+        one_message(matched, [match_out, match_note])
+        matched.success(on_match_note, [image], [match_note], **QUEUED_PRIVATE)

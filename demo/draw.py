@@ -29,6 +29,7 @@ PAD = 12  # margin around a picture, in pixels
 BAR = 16  # width of a colour bar
 FONT = Path(matplotlib.get_data_path()) / "fonts" / "ttf" / "DejaVuSans.ttf"  # has → × ÷
 GREY = (85, 85, 85)
+TICK = 14  # colour-bar ticks and labels: readable on a projector, where the picture is shown larger
 
 
 def _lookup(name: str) -> np.ndarray:
@@ -65,6 +66,17 @@ def _colours(table: np.ndarray, weights: np.ndarray) -> np.ndarray:
     return table[np.rint(np.clip(weights, 0.0, 1.0) * 255).astype(int)]
 
 
+def _alpha(weight: np.ndarray) -> np.ndarray:
+    """The heatmap's opacity at each weight in [0, 1]."""
+    return ALPHA_LOW + (ALPHA - ALPHA_LOW) * weight
+
+
+def background(image: Image.Image) -> tuple[float, float, float]:
+    """The colour of the image's border (its median): what most of a heatmap is laid over."""
+    a = np.asarray(image.convert("RGB"), dtype=np.float32)
+    return tuple(np.median(np.concatenate([a[0], a[-1], a[:, 0], a[:, -1]]), axis=0))
+
+
 def overlay(image: Image.Image, heat: np.ndarray, vmax: float, side: int, grid_lines: bool = True) -> Image.Image:
     """`heat` (grid, grid) over `image`, side x side pixels. Opacity grows with the weight, so the
     picture stays visible where attention is low and the colour is strongest where it is high.
@@ -73,7 +85,7 @@ def overlay(image: Image.Image, heat: np.ndarray, vmax: float, side: int, grid_l
     rgb = image.convert("RGB")
     at = max(rgb.size)
     weight = _nearest(np.clip(np.asarray(heat, dtype=np.float32) / vmax, 0.0, 1.0), at)
-    alpha = (ALPHA_LOW + (ALPHA - ALPHA_LOW) * weight)[..., None]
+    alpha = _alpha(weight)[..., None]
     base = np.asarray(rgb.resize((at, at), Image.NEAREST) if rgb.size != (at, at) else rgb, dtype=np.float32)
     blended = base * (1.0 - alpha) + _colours(HEAT, weight) * alpha
     out = np.array(upscale(Image.fromarray(np.rint(blended).astype(np.uint8)), side))
@@ -124,9 +136,15 @@ def _ticks(vmax: float) -> list[float]:
 
 
 def _colour_bar(canvas: Image.Image, table: np.ndarray, x: int, top: int, height: int, vmax: float,
-                label: str) -> None:
-    """A vertical colour bar (vmax at the top, 0 at the bottom), its ticks and its label."""
-    column = _colours(table, np.linspace(1.0, 0.0, height))  # (height, 3)
+                label: str, under: tuple[float, float, float] | None = None) -> None:
+    """A vertical colour bar (vmax at the top, 0 at the bottom), its ticks and its label. `under`:
+    the colour a heatmap is laid over, blended in as `overlay` does, so the bar shows the colours
+    the map shows where the image is plain background."""
+    weights = np.linspace(1.0, 0.0, height)
+    column = _colours(table, weights)  # (height, 3)
+    if under is not None:
+        alpha = _alpha(weights)[:, None]
+        column = np.asarray(under, dtype=np.float64) * (1.0 - alpha) + column * alpha
     canvas.paste(Image.fromarray(np.rint(np.repeat(column[:, None], BAR, axis=1)).astype(np.uint8)), (x, top))
     pen = ImageDraw.Draw(canvas)
     pen.rectangle((x - 1, top - 1, x + BAR, top + height), outline=GREY)
@@ -134,29 +152,31 @@ def _colour_bar(canvas: Image.Image, table: np.ndarray, x: int, top: int, height
     for value in _ticks(vmax):
         y = top + round((1 - value / vmax) * (height - 1))
         text = f"{value:.2f}"
-        pen.line((x + BAR, y, x + BAR + 3, y), fill=GREY)
-        pen.text((x + BAR + 5, y), text, fill=GREY, font=font(10), anchor="lm")
-        widest = max(widest, _width(text, 10))
-    _upright(canvas, label, x + BAR + 9 + widest, top + height // 2, 11)
+        pen.line((x + BAR, y, x + BAR + 4, y), fill=GREY, width=2)
+        pen.text((x + BAR + 6, y), text, fill="black", font=font(TICK), anchor="lm")
+        widest = max(widest, _width(text, TICK))
+    _upright(canvas, label, x + BAR + 10 + widest, top + height // 2, TICK - 1)
 
 
 def _bar_width(vmax: float) -> int:
     """Room for a colour bar, its tick labels and its label."""
-    return BAR + 9 + max(_width(f"{v:.2f}", 10) for v in _ticks(vmax)) + 18
+    return BAR + 10 + max(_width(f"{v:.2f}", TICK) for v in _ticks(vmax)) + TICK + 8
 
 
 def heatmap(image: Image.Image, heat: np.ndarray, title: str, label: str = "attention weight") -> Image.Image:
-    """One heatmap over the image, with a colour bar."""
+    """One heatmap over the image, with a colour bar from 0 to this map's largest weight (its scale
+    is written under the map: each map has its own)."""
     heat = np.asarray(heat, dtype=np.float32)
     vmax = _vmax(heat)
     lines = title.split("\n")
-    top = PAD + _title_height(lines, (14, 12))
-    canvas = Image.new("RGB", (PAD + DISPLAY + 14 + _bar_width(vmax) + PAD, top + DISPLAY + 22 + PAD), "white")
-    _lines(canvas, lines, PAD, (14, 12), left=PAD, width=DISPLAY)
+    top = PAD + _title_height(lines, (15, 13))
+    canvas = Image.new("RGB", (PAD + DISPLAY + 14 + _bar_width(vmax) + PAD, top + DISPLAY + 26 + PAD), "white")
+    _lines(canvas, lines, PAD, (15, 13), left=PAD, width=DISPLAY)
     canvas.paste(overlay(image, heat, vmax, DISPLAY), (PAD, top))
-    _colour_bar(canvas, HEAT, PAD + DISPLAY + 14, top, DISPLAY, vmax, label)
-    ImageDraw.Draw(canvas).text((PAD, top + DISPLAY + 5), f"{heat.shape[0]}×{heat.shape[1]} patches",
-                                fill=GREY, font=font(11))
+    _colour_bar(canvas, HEAT, PAD + DISPLAY + 14, top, DISPLAY, vmax, label, under=background(image))
+    ImageDraw.Draw(canvas).text((PAD, top + DISPLAY + 5),
+                                f"{heat.shape[0]}×{heat.shape[1]} patches · scale 0 to {vmax:.2f}, this map's largest",
+                                fill=GREY, font=font(13))
     return canvas
 
 
@@ -170,7 +190,7 @@ def panel_grid(image: Image.Image, panels: list[list[np.ndarray]], row_titles: l
     titled = [any(t for t in titles) for titles in panel_titles]
     lines = title.split("\n")
     top = PAD + _title_height(lines, (15,)) + 4
-    heights = [(16 if titled[r] else 0) + PANEL + gap for r in range(len(panels))]
+    heights = [(18 if titled[r] else 0) + PANEL + gap for r in range(len(panels))]
     body = sum(heights) - gap
     canvas = Image.new("RGB", (left + cols * (PANEL + gap) - gap + 14 + _bar_width(1.0) + PAD, top + body + PAD),
                        "white")
@@ -181,9 +201,9 @@ def panel_grid(image: Image.Image, panels: list[list[np.ndarray]], row_titles: l
         if titled[r]:
             for c, name in enumerate(panel_titles[r][:len(row)]):
                 if name:
-                    x = left + c * (PANEL + gap) + (PANEL - _width(name, 11)) // 2
-                    pen.text((x, y), name, fill="black", font=font(11))
-            y += 16
+                    x = left + c * (PANEL + gap) + (PANEL - _width(name, 13)) // 2
+                    pen.text((x, y), name, fill="black", font=font(13))
+            y += 18
         pen.text((PAD, y + PANEL // 2), row_titles[r], fill="black", font=font(12), anchor="lm")
         for c, heat in enumerate(row):
             heat = np.asarray(heat, dtype=np.float32)
@@ -191,48 +211,52 @@ def panel_grid(image: Image.Image, panels: list[list[np.ndarray]], row_titles: l
             x = left + c * (PANEL + gap)
             canvas.paste(overlay(image, heat / peak, 1.0, PANEL, grid_lines=False), (x, y))
             note = f"max {peak:.2f}"
-            pen.rectangle((x + 3, y + PANEL - 17, x + 8 + _width(note, 10), y + PANEL - 3), fill=(40, 40, 40))
-            pen.text((x + 6, y + PANEL - 10), note, fill="white", font=font(10), anchor="lm")
+            pen.rectangle((x + 3, y + PANEL - 20, x + 9 + _width(note, 13), y + PANEL - 3), fill=(40, 40, 40))
+            pen.text((x + 6, y + PANEL - 11), note, fill="white", font=font(13), anchor="lm")
         y += PANEL + gap
     _colour_bar(canvas, HEAT, left + cols * (PANEL + gap) - gap + 14, top, body, 1.0,
-                "weight ÷ the panel's largest weight")
+                "weight ÷ the panel's largest (its 'max')", under=background(image))
     return canvas
 
 
 def matrix(m: np.ndarray, labels: list[str], title: str, xlabel: str = "key word (attended to)",
-           ylabel: str = "query word") -> Image.Image:
-    """A square attention matrix with word labels (weights in [0, 1]); the values are written in
-    the cells when there are few."""
-    n = len(labels)
-    cell = int(np.clip(440 // max(n, 1), 20, 48))
-    side = cell * n
-    left = PAD + 18 + max(_width(w, 12) for w in labels) + 6
+           ylabel: str = "query word", columns: list[str] | None = None) -> Image.Image:
+    """An attention matrix with word labels (weights in [0, 1]): a row per label, a column per
+    `columns` (default: the labels); the values are written in the cells when there are few."""
+    columns = labels if columns is None else columns
+    n, n_cols = len(labels), len(columns)
+    cell = int(np.clip(440 // max(n, n_cols, 1), 20, 48))
+    side, width = cell * n, cell * n_cols
+    left = PAD + 18 + max(_width(w, 13) for w in labels) + 6
     lines = title.split("\n")
-    top = PAD + _title_height(lines, (14, 12)) + 4
-    below = max(_width(w, 12) for w in labels) + 8 + 20
-    canvas = Image.new("RGB", (left + side + 14 + _bar_width(1.0) + PAD, top + side + below + PAD), "white")
-    _lines(canvas, lines, PAD, (14, 12))
+    top = PAD + _title_height(lines, (15, 13)) + 4
+    below = max(_width(w, 13) for w in columns) + 8 + 22
+    wide = max(left + width + 14 + _bar_width(1.0) + PAD,
+               max(_width(line, 15 if i == 0 else 13) for i, line in enumerate(lines)) + 2 * PAD)
+    canvas = Image.new("RGB", (wide, top + side + below + PAD), "white")
+    _lines(canvas, lines, PAD, (15, 13))
     cells = np.repeat(np.repeat(_colours(MATRIX, np.asarray(m, dtype=np.float64)), cell, 0), cell, 1)
     canvas.paste(Image.fromarray(np.rint(cells).astype(np.uint8)), (left, top))
     pen = ImageDraw.Draw(canvas)
-    if n <= 14:
-        size = max(8, int(cell / 3.6))
+    if max(n, n_cols) <= 14:
+        size = max(9, int(cell / 3.4))
         for i in range(n):
-            for j in range(n):
+            for j in range(n_cols):
                 if m[i, j] >= 0.005:
                     pen.text((left + j * cell + cell // 2, top + i * cell + cell // 2), f"{m[i, j]:.2f}",
                              fill="white" if m[i, j] < 0.6 else "black", font=font(size), anchor="mm")
     for i, word in enumerate(labels):
-        pen.text((left - 6, top + i * cell + cell // 2), word, fill="black", font=font(12), anchor="rm")
-        label = Image.new("L", (_width(word, 12), 16), 0)
-        ImageDraw.Draw(label).text((0, 0), word, fill=255, font=font(12))
+        pen.text((left - 6, top + i * cell + cell // 2), word, fill="black", font=font(13), anchor="rm")
+    for j, word in enumerate(columns):
+        label = Image.new("L", (_width(word, 13), 17), 0)
+        ImageDraw.Draw(label).text((0, 0), word, fill=255, font=font(13))
         label = label.rotate(90, expand=True)  # reads upwards, its end at the matrix
         canvas.paste(Image.new("RGB", label.size, "black"),
-                     (left + i * cell + (cell - label.width) // 2, top + side + 6), label)
-    xlabel_top = top + side + below - 18
-    pen.text((left + (side - _width(xlabel, 11)) // 2, xlabel_top), xlabel, fill=GREY, font=font(11))
-    _upright(canvas, ylabel, PAD, top + side // 2, 11)
-    _colour_bar(canvas, MATRIX, left + side + 14, top, side, 1.0, "attention weight")
+                     (left + j * cell + (cell - label.width) // 2, top + side + 6), label)
+    xlabel_top = top + side + below - 19
+    pen.text((left + (width - _width(xlabel, 13)) // 2, xlabel_top), xlabel, fill=GREY, font=font(13))
+    _upright(canvas, ylabel, PAD, top + side // 2, 13)
+    _colour_bar(canvas, MATRIX, left + width + 14, top, side, 1.0, "attention weight")
     return canvas
 
 

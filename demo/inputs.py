@@ -16,12 +16,14 @@ import pydantic
 from gradio.exceptions import InvalidPathError
 from PIL import Image
 
-from vlp.errors import BadArgument, BadImage, VLPError
+from vlp.errors import BadArgument, BadImage, UnknownWords, VLPError
 from vlp.images import load_image
 
 NO_IMAGE = "Give an image first: upload one, pick an example or draw a random scene."
+WORDS_LIST = "Words the model knows"  # the Ask tab's list, which an unknown word's sentence points to
 # Every event that reads an image, a table or the model is queued, and all of them share one
-# concurrency limit (`demo.ui.CONCURRENCY`): the server's cores, not a limit per event.
+# concurrency limit (`demo.ui.CONCURRENCY`): the server's cores, not a limit per event; only the
+# batched model endpoints wait in a group of their own (`demo.batcher.BATCHED`).
 QUEUED = dict(concurrency_id="vlp")
 QUEUED_PRIVATE = dict(api_visibility="private", **QUEUED)  # off the API docs, still through the queue
 # Small UI updates run outside the queue, so they must stay trivial: their inputs are never an
@@ -65,6 +67,8 @@ def user_error(err: VLPError, title: str = "Cannot do that") -> gr.Error:
     """The gr.Error a user reads for `err`: its one sentence (invisible characters escaped), logged
     as one line rather than Gradio's traceback."""
     sentence = escaped(str(err))
+    if isinstance(err, UnknownWords):  # the list is one click away on the page, not only on the command line
+        sentence += f" On this page: '{WORDS_LIST}', under the Ask tab's question box."
     log.info("refused: %s", sentence)
     return gr.Error(sentence, title=title, print_exception=False)
 
@@ -180,3 +184,27 @@ def _unreadable(components, values) -> str | None:
 def notice(sentence: str) -> gr.Markdown:
     """A warning at the top of a tab: what it cannot do with this model, and how to get it."""
     return gr.Markdown(f"⚠ {sentence}", elem_classes="notice")
+
+
+def domain_note(model, image) -> str:
+    """Markdown beside a result: the model's one sentence (`model.domain_notice`) when `image` lies
+    outside what it knows, such as a photo for a Shapes World model; empty otherwise."""
+    sentence = model.domain_notice(image)
+    return f"⚠ **{sentence}**" if sentence else ""
+
+
+def score_number(**kwargs) -> gr.Number:
+    """A gr.Number for a score that shows "–" until there is one (and after a clear), not Gradio's 0:
+    no score (None) is sent to the page as an empty value, which the browser shows as the placeholder."""
+    number = gr.Number(placeholder="–", interactive=False, **kwargs)
+    gradio_postprocess = number.postprocess
+    number.postprocess = lambda value: "" if value is None else gradio_postprocess(value)
+    number.value = ""
+    return number
+
+
+def one_message(event, outputs: list):
+    """Wire `event` (its progress and error shown on `outputs[0]` alone: `show_progress_on`) so that
+    a failure is one message: the error's sentence, with every output emptied, not an "Error" badge
+    on each and the previous result left beside it."""
+    return event.failure(lambda: None if len(outputs) == 1 else (None,) * len(outputs), None, outputs, **PRIVATE)

@@ -146,7 +146,7 @@ def build_learn_tab() -> None:
             reset_btn = gr.Button("Back to the three-token example")
         outputs = []
         for (text, table), title in zip(classic.steps, STEP_TITLES):
-            with gr.Row(equal_height=False):
+            with gr.Row(equal_height=False, elem_classes="step-row"):  # on a phone: stacked (demo.ui.CSS)
                 outputs.append(gr.Markdown(text))
                 outputs.append(gr.Dataframe(value=table, interactive=False, label=title, elem_classes="step-table"))
         outputs.append(gr.Markdown(classic.mistakes))

@@ -20,7 +20,8 @@ from vlp.protocol import EMBEDDER
 
 from demo import draw
 from demo.gallery import Gallery
-from demo.inputs import PRIVATE, QUEUED, QUEUED_PRIVATE, checked_image, notice, number_slider, safe
+from demo.inputs import (PRIVATE, QUEUED, QUEUED_PRIVATE, checked_image, domain_note, notice, number_slider,
+                         one_message, safe, without_path)
 
 ADD_BATCH = 4  # most files decoded and embedded at a time (fewer when they are large: `add_batches`)
 
@@ -54,6 +55,21 @@ def hit_picture(hit: Hit) -> Image.Image | None:
         return None
     image.thumbnail((256, 256))
     return image
+
+
+SCORES = {  # what a tile's score is, in words, under the results
+    False: "**cos**: the cosine similarity of the query's and the image's embeddings, from −1 to 1 (nearer is higher; "
+           "it orders the results but is not a probability)",
+    True: "**ITM**: the matching head's probability that the sentence describes the image, from 0 to 1",
+}
+
+
+def unseen_pairs(text: str) -> list[str]:
+    """The colour–shape pairs that `text` names and training never showed (the novel split's
+    `world.HELD_OUT`), e.g. ["purple triangle"] for "a small purple triangles left of …"."""
+    said = world.words(text.lower())
+    named = {(c, s.removesuffix("s")) for c, s in zip(said, said[1:])}
+    return [f"{c} {s}" for c, s in sorted(world.HELD_OUT) if (c, s) in named]
 
 
 def hit_label(hit: Hit, own: bool, reranked: bool) -> str:
@@ -98,9 +114,16 @@ def search(model, gallery: Gallery, own: SearchIndex | None, text: str = "", ima
     ms = (time.perf_counter() - start) * 1000
     summary = (f"{len(pictures)} results for **{query}**" if by_text else f"{len(pictures)} images nearest to the image") + (
         f" in {ms:.0f} ms · " + ("re-ranked by the ITM head" if rerank else "ordered by cosine similarity of the embeddings"))
+    summary += "  \n" + SCORES[rerank]
+    if by_text and (unseen := unseen_pairs(query)):
+        summary += (f"  \n⚠ Training never showed a {' or a '.join(unseen)}: the four colour–shape pairs held out "
+                    "for the novel split (a test of combinations the model knows only apart) are in no training scene"
+                    + (", nor in the gallery's test scenes." if gallery.folder is None else "."))
     if not by_text and len(index.texts):
         captions = index.search_texts_for_image(img, k=3)
         summary += "  \nNearest captions in the gallery: " + "; ".join(f"*{h.caption}* ({h.score:.3f})" for h in captions)
+    if not by_text and (note := domain_note(model, img)):
+        summary += "  \n" + note
     return SearchResult(pictures, summary)
 
 
@@ -148,7 +171,7 @@ def add_images(model, own: SearchIndex | None, files,
     for batch in add_batches(paths):
         report = own.add(batch, batch_size=ADD_BATCH, progress=False)
         added += report.added
-        skipped += [(Path(where).name, why) for where, why in report.skipped]
+        skipped += [(Path(where).name, without_path(why, where)) for where, why in report.skipped]
         done += len(batch)
         if progress is not None:
             progress(done / len(paths), f"indexed {done} of {len(paths)}")
@@ -182,7 +205,7 @@ def build_search_tab(model, image: gr.Image, gallery: Gallery, page: gr.Blocks) 
                                  info="cosine finds candidates; ITM reads image and text together"
                                  if itm else "this model has no ITM head")
             image_search_btn = gr.Button("Search with the image on the left")
-        results_md = gr.Markdown()
+        results_md = gr.Markdown(elem_id="results-summary")
         results = gr.Gallery(label="Results", columns=4, elem_id="results", height="auto", object_fit="contain",
                              format="png", elem_classes="pixelated", allow_preview=True)
         with gr.Accordion("Add your own images (only you see them)", open=False):
@@ -209,9 +232,15 @@ def build_search_tab(model, image: gr.Image, gallery: Gallery, page: gr.Blocks) 
     def summary(own):
         return index_summary(gallery, own)
 
-    search_btn.click(on_search, [query, image, k, rerank, own], [results, results_md], api_name="search",
-                     **QUEUED).then(summary, [own], [index_md], **PRIVATE)
-    query.submit(on_search, [query, image, k, rerank, own], [results, results_md], **QUEUED_PRIVATE)
-    image_search_btn.click(on_search_image, [image, k, own], [results, results_md], api_name="search_image", **QUEUED)
-    add_btn.click(on_add, [files, own], [own, add_md, index_md], api_name="add_images", **QUEUED)
+    found = [results, results_md]
+    searched = search_btn.click(on_search, [query, image, k, rerank, own], found, api_name="search",
+                                show_progress_on=[results], **QUEUED)
+    searched.then(summary, [own], [index_md], **PRIVATE)
+    one_message(searched, found)
+    one_message(query.submit(on_search, [query, image, k, rerank, own], found, show_progress_on=[results],
+                             **QUEUED_PRIVATE), found)
+    one_message(image_search_btn.click(on_search_image, [image, k, own], found, api_name="search_image",
+                                       show_progress_on=[results], **QUEUED), found)
+    one_message(add_btn.click(on_add, [files, own], [own, add_md, index_md], api_name="add_images",
+                              show_progress_on=[add_md], **QUEUED), [add_md])  # the images already added stay
     page.load(summary, [own], [index_md], **PRIVATE)

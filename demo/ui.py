@@ -11,9 +11,11 @@ the rest (redraws, small UI updates) are private. A `VLPError` from a handler (v
 sentence about bad input) reaches the user as a `gr.Error` (`demo.inputs.safe`), and the
 server keeps serving.
 
-Every event that reads an image, a table or the model goes through the queue, and all of them
-share one concurrency limit (`CONCURRENCY`, the cores this process may use); only trivial UI
-updates run outside it (`demo.inputs.PRIVATE`).
+Every event that reads an image, a table or the model goes through the queue; only trivial UI
+updates run outside it (`demo.inputs.PRIVATE`). The queue has two limits: /caption, /answer and
+/match (`demo.batcher.BATCHED`) only check their request and wait while one worker thread runs
+them in batches (`demo.batcher`: why, and the limits); every other event shares one limit of
+`CONCURRENCY` requests at once, the cores this process may use.
 """
 from __future__ import annotations
 
@@ -27,15 +29,17 @@ from starlette.middleware import Middleware
 
 from vlp.limits import MAX_UPLOAD_BYTES
 
-from demo.about import build_about_tab, model_line
+from demo.about import build_about_tab, build_header
 from demo.ask import build_ask_tab
 from demo.attention import build_attention_tab
+from demo.batcher import Batcher
 from demo.caption import build_caption_tab
 from demo.gallery import DEFAULT_GALLERY, Gallery
-from demo.inputs import readable_inputs
+from demo.inputs import PRIVATE, readable_inputs
 from demo.learn import build_learn_tab
 from demo.scenes import EXAMPLES, KnownScenes, build_image_column
 from demo.search import build_search_tab
+from demo.style import CSS
 from demo.uploads import UploadLimit
 
 
@@ -61,6 +65,10 @@ def usable_cores(cgroup: Path = Path("/sys/fs/cgroup")) -> int:
 
 CONCURRENCY = usable_cores()  # requests run at once, all events together: one per core
 QUEUE_SIZE = 64  # requests waiting beyond this are turned away
+# Gradio keeps a session (a copy of the page's configuration, ~185 KiB, and the visitor's gr.State)
+# for every session id it sees, and the /call/ route opens a new one for every request: keep the
+# most recently used, so the memory stays bounded however many requests come.
+SESSIONS = 256
 # After every request Gradio's queue rebuilds a pandas summary of the requests it remembers (up to
 # 10,000, so the cost grows with uptime) for a monitoring page this demo never enables: read when
 # `launch` creates the queue, this makes it once every 10,000 requests.
@@ -69,17 +77,11 @@ os.environ.setdefault("GRADIO_ANALYTICS_CACHE_FREQUENCY", "10000")
 # the left, their own search images) are read again for as long as their page is open, which a
 # day covers; the cache then holds at most a day and an hour of files.
 DELETE_CACHE = (3600, 86400)
-CSS = """
-#image img { image-rendering: pixelated; width: 100%; height: 100%; object-fit: contain; }
-#examples img, #results img { image-rendering: pixelated; }
-#header { margin-bottom: 0; }
-.step-table { min-width: 200px; }
-footer { display: none !important; }
-"""
+SHOW_TABS = "() => document.getElementById('tabs-col').scrollIntoView({block: 'start'})"  # the About button's
 THEME = gr.themes.Soft(primary_hue="indigo", secondary_hue="amber")
 # Uploads above MAX_UPLOAD_BYTES are refused by the server before any decoding.
 LAUNCH = dict(max_file_size=MAX_UPLOAD_BYTES, allowed_paths=[str(EXAMPLES)], show_error=False, share=False,
-              theme=THEME, css=CSS, footer_links=["api"])
+              theme=THEME, css=CSS, footer_links=["api"], state_session_capacity=SESSIONS)
 
 
 @dataclass
@@ -94,20 +96,21 @@ def build_demo(model, gallery_spec: str = DEFAULT_GALLERY, cache_dir=None) -> De
     or in the background after `demo.gallery.start()`."""
     known = KnownScenes()
     gallery = Gallery(model, gallery_spec, cache_dir)
+    batcher = Batcher()  # the one worker that runs /caption, /answer and /match in batches
     with gr.Blocks(title="vlp — vision-language pretraining, in the browser", delete_cache=DELETE_CACHE) as blocks:
-        gr.Markdown("# vlp — caption, ask, search, and see where the model looks\n" + model_line(model),
-                    elem_id="header")
+        about = build_header(model)
         with gr.Row(equal_height=False):
-            with gr.Column(scale=1, min_width=300):
+            with gr.Column(scale=1, min_width=300, elem_id="image-col"):
                 image = build_image_column(known, model)
-            with gr.Column(scale=2, min_width=480):
-                with gr.Tabs():
-                    build_caption_tab(model, image, known)
-                    build_ask_tab(model, image, known)
+            with gr.Column(scale=2, min_width=480, elem_id="tabs-col"):
+                with gr.Tabs() as tabs:
+                    build_caption_tab(model, image, known, batcher)
+                    build_ask_tab(model, image, known, batcher)
                     build_search_tab(model, image, gallery, blocks)
                     build_attention_tab(model, image)
                     build_learn_tab()
                     build_about_tab(model)
+        about.click(lambda: gr.Tabs(selected="about"), None, [tabs], **PRIVATE).then(None, js=SHOW_TABS, **PRIVATE)
     readable_inputs(blocks)
     return Demo(blocks, gallery, known)
 

@@ -107,3 +107,135 @@ def test_a_photo_gets_the_models_notice_under_the_image(browser, app_server, tmp
         assert note.is_visible()
     finally:
         page.close()
+
+
+def _open(browser, app_server, width: int, height: int):
+    page = browser.new_page(viewport={"width": width, "height": height})
+    page.set_default_timeout(WAIT_MS)
+    page.goto(app_server.url, wait_until="load", timeout=WAIT_MS)
+    return page
+
+
+def _badges(page) -> int:
+    """How many "Error" badges the page's outputs show."""
+    return page.locator("[data-testid=status-tracker].error, .wrap.error").count()
+
+
+@pytest.mark.timeout(300)
+def test_a_typed_question_and_an_error_after_it_leave_one_message(browser, app_server):
+    from playwright.sync_api import expect
+
+    page = _open(browser, app_server, 1400, 1000)
+    try:
+        page.locator("#examples button.gallery-item").nth(1).click()  # a red and a green circle
+        expect(page.locator("#scene-note")).to_contain_text("True caption", timeout=WAIT_MS)
+        page.get_by_role("tab", name="Ask").click()
+        page.locator("#question textarea").fill("How many shapes are there")  # capitals, no question mark
+        page.locator("#question textarea").press("Enter")
+        expect(page.locator("#answer-out textarea")).to_have_value("two", timeout=WAIT_MS)
+        page.locator("#known-words").get_by_text("Words the model knows").click()  # one click
+        expect(page.locator("#known-words")).to_contain_text("triangle", timeout=WAIT_MS)
+
+        page.locator("#question textarea").fill("what is a dog?")
+        page.locator("#question textarea").press("Enter")
+        toast = page.locator(".toast-body")
+        expect(toast).to_contain_text("'dog'", timeout=WAIT_MS)
+        expect(toast).to_contain_text("Words the model knows", timeout=WAIT_MS)
+        expect(page.locator("#answer-out textarea")).to_have_value("", timeout=WAIT_MS)  # no stale answer
+        page.wait_for_timeout(1000)
+        assert page.locator("#answer-verdict").inner_text().strip() == ""  # no stale "✓ Right"
+        assert _badges(page) == 0 and toast.count() == 1
+    finally:
+        page.close()
+
+
+@pytest.mark.timeout(300)
+def test_a_photo_gets_the_notice_beside_the_results(browser, app_server, tmp_path):
+    import skimage.data
+    from PIL import Image
+    from playwright.sync_api import expect
+
+    photo = tmp_path / "chelsea.jpg"
+    Image.fromarray(skimage.data.chelsea()).save(photo)
+    page = _open(browser, app_server, 1400, 1000)
+    try:
+        expect(page.locator("#caption-score input")).to_have_value("", timeout=WAIT_MS)  # "–" until a score
+        assert page.locator("#caption-score input").get_attribute("placeholder") == "–"
+        page.locator("#image input[type=file]").set_input_files(str(photo))
+        expect(page.locator("#scene-note")).to_contain_text("Shapes World", timeout=WAIT_MS)
+        page.click("#caption-btn")
+        verdict = page.locator("#caption-verdict")
+        expect(verdict).to_contain_text("does not look like a Shapes World scene", timeout=WAIT_MS)
+        expect(verdict).to_contain_text("VLP_MODEL")
+        page.get_by_role("tab", name="Ask").click()
+        page.locator("#question textarea").fill("what color is the circle?")
+        page.get_by_role("button", name="Ask", exact=True).click()
+        expect(page.locator("#answer-verdict")).to_contain_text("does not look like a Shapes World scene",
+                                                                timeout=WAIT_MS)
+        page.get_by_role("tab", name="Attention").click()
+        page.click("#attention-btn")
+        expect(page.locator("#attention-words")).to_contain_text("does not look like a Shapes World scene",
+                                                                 timeout=WAIT_MS)
+        page.wait_for_function(LOADED, arg="#vision-map img", timeout=WAIT_MS)
+        page.locator("#examples button.gallery-item").nth(0).click()  # another image: the maps go
+        expect(page.locator("#vision-map img")).to_have_count(0, timeout=WAIT_MS)
+        expect(page.locator("#attention-words")).to_have_text("", timeout=WAIT_MS)
+    finally:
+        page.close()
+
+
+@pytest.mark.timeout(300)
+def test_on_a_phone_the_tabs_results_and_tables_fit(browser, app_server):
+    from playwright.sync_api import expect
+
+    page = _open(browser, app_server, 390, 844)
+    try:
+        page.locator("#examples button.gallery-item").nth(1).click()
+        expect(page.locator("#scene-note")).to_contain_text("True caption", timeout=WAIT_MS)
+        page.evaluate("window.scrollTo(0, 0)")
+        tabs = page.get_by_role("tab")
+        assert tabs.count() == 6  # none hidden behind a "more" menu
+        assert all(tabs.nth(i).bounding_box()["y"] + 30 < 844 for i in range(6))  # on the first screen
+        page.get_by_role("tab", name="Search").click()
+        page.get_by_role("button", name="Search with the image on the left").click()
+        tiles = page.locator("#results .thumbnail-item")
+        expect(tiles).to_have_count(8, timeout=WAIT_MS)
+        page.wait_for_timeout(500)
+        for i in range(8):
+            box = tiles.nth(i).bounding_box()
+            assert box["x"] >= 0 and box["x"] + box["width"] <= 390, f"result {i + 1} is cut off"
+            assert tiles.nth(i).locator(".caption-label").evaluate("e => e.scrollWidth <= e.clientWidth + 1")
+        assert page.locator("#results .grid-wrap").evaluate("e => e.scrollHeight <= e.clientHeight + 1")
+        page.get_by_role("tab", name="Learn").click()
+        tables = page.locator(".step-table")
+        expect(tables).to_have_count(4, timeout=WAIT_MS)
+        for i in range(4):
+            box = tables.nth(i).bounding_box()
+            assert box["x"] + box["width"] <= 390 + 1
+            header = tables.nth(i).locator("th").last.bounding_box()
+            assert header["x"] + header["width"] <= 390 + 1 or tables.nth(i).evaluate(
+                "e => [...e.querySelectorAll('*')].some(x => x.scrollWidth > x.clientWidth && "
+                "getComputedStyle(x).overflowX.match(/auto|scroll/))")  # cut off only where it scrolls
+    finally:
+        page.close()
+
+
+@pytest.mark.timeout(300)
+def test_on_a_projector_the_text_is_large_and_the_header_leads_to_the_card(browser, app_server):
+    from playwright.sync_api import expect
+
+    page = _open(browser, app_server, 1920, 1080)
+    try:
+        size = "e => parseFloat(getComputedStyle(e).fontSize)"
+        tab = page.get_by_role("tab", name="Caption")
+        projector = tab.evaluate(size)
+        assert projector >= 17
+        page.locator("#large-text input").check()
+        page.wait_for_timeout(300)
+        assert tab.evaluate(size) > projector
+        expect(page.get_by_text("Use via API")).to_be_visible()
+        page.click("#about-btn")
+        expect(page.get_by_role("tab", name="About")).to_have_attribute("aria-selected", "true", timeout=WAIT_MS)
+        expect(page.get_by_text("VLP_CAPTIONER").first).to_be_visible(timeout=WAIT_MS)
+    finally:
+        page.close()

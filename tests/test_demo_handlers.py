@@ -18,7 +18,7 @@ from demo.ui import build_demo
 from vlp import world
 from vlp.errors import BadArgument, BadImage, BadText, UnknownWords, Unsupported
 from vlp.images import load_image
-from vlp.protocol import Capabilities
+from vlp.protocol import Capabilities, ModelBase
 
 EXAMPLE = scenes.example_files()[0]
 EXAMPLE_SCENE = world.Scene.load_json(EXAMPLE.with_suffix(".json"))
@@ -57,9 +57,9 @@ class Declares:
 
 
 @dataclasses.dataclass
-class Stub:
+class Stub(ModelBase):
     """A model that writes `said` as every caption and answer, and matches with `match_score`
-    (a float, or an exception to raise)."""
+    (a float, or an exception to raise); the batched forms are ModelBase's loops over these."""
 
     said: str
     match_score: object = None

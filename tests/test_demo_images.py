@@ -84,7 +84,7 @@ def test_a_new_image_is_described_without_decoding_a_photo(tmp_path, monkeypatch
     assert scenes.scene_note(known, str(photo)) == "An uploaded image: the demo does not know its truth."
     assert ask.example_questions(str(photo), known) == ask.GENERIC_QUESTIONS
     assert decoded == []
-    assert scenes.scene_note(known, str(notes)) == "⚠ 'notes.png' is not a readable image (UnidentifiedImageError)."
+    assert scenes.scene_note(known, str(notes)) == "⚠ 'notes.png' is not a readable image (not in an image format vlp reads)."
     assert ask.example_questions(str(notes), known) == ask.GENERIC_QUESTIONS
 
 

@@ -55,49 +55,64 @@ def test_no_queued_event_can_be_called_around_the_queue(app_server, tmp_path):
 
 class Counting:
     """The model, with each call of its image methods lasting at least `delay` seconds and counted
-    while it runs: `peak` is the most calls that ran at once."""
+    while it runs: `peak` is the most calls that ran at once, `batched_peak` the most calls of the
+    batched endpoints' methods, `calls` the calls of each method."""
 
-    CALLS = ("caption", "match", "answer", "answer_scores")
+    BATCHED = ("caption_many", "match_pairs", "answer_many", "answer_scores")  # what the batcher's worker calls
+    CALLS = (*BATCHED, "attention")
 
     def __init__(self, model, delay: float = 0.3):
         self._model, self._delay = model, delay
         self._lock = threading.Lock()
-        self.running = self.peak = self.calls = 0
+        self.running = self.batched = self.peak = self.batched_peak = 0
+        self.calls: dict[str, int] = {}
 
     def __getattr__(self, name):
         attr = getattr(self._model, name)
         if name not in self.CALLS:
             return attr
+        batched = name in self.BATCHED
 
         def counted(*args, **kwargs):
             with self._lock:
                 self.running += 1
-                self.calls += 1
+                self.batched += batched
+                self.calls[name] = self.calls.get(name, 0) + 1
                 self.peak = max(self.peak, self.running)
+                self.batched_peak = max(self.batched_peak, self.batched)
             try:
                 time.sleep(self._delay)  # long enough for the queue to start every request it allows
                 return attr(*args, **kwargs)
             finally:
                 with self._lock:
                     self.running -= 1
+                    self.batched -= batched
         return counted
 
 
 @pytest.mark.timeout(300)
-def test_one_concurrency_limit_for_all_events(model, serve, tmp_path):
+def test_one_limit_for_the_other_events_and_one_worker_for_the_batched(model, serve, tmp_path):
     from app import build_app
 
     counting = Counting(model)
     client = Client(serve(build_app(counting, "world:24", cache_dir=tmp_path)), verbose=False)
     image = handle_file(EXAMPLE)
+    layers = model.vision_shape()[0]
     calls = {"/caption": (image, "greedy", 3, 30), "/answer": (image, "how many shapes are there?"),
              "/match": (image, "a large red circle")}
-    # each endpoint alone sends more than the limit: a limit per event would let 3x run at once
-    jobs = [client.submit(*args, api_name=api) for _ in range(ui.CONCURRENCY + 1) for api, args in calls.items()]
+    texts = ["a red circle", "a blue square", "a small green triangle", "two shapes", "a large circle"]
+    n = ui.CONCURRENCY + 2  # each endpoint alone sends more than the limit
+    jobs = [client.submit(*args, api_name=api) for _ in range(n) for api, args in calls.items()]
+    jobs += [client.submit(image, texts[i], layers, 0, False, api_name="/attention") for i in range(n)]
     for job in jobs:
         job.result(timeout=240)
-    assert counting.calls >= len(jobs)
-    assert counting.peak <= ui.CONCURRENCY, f"{counting.peak} model calls ran at once; the limit is {ui.CONCURRENCY}"
+    assert counting.calls["attention"] == n and counting.calls["answer_scores"] == n
+    # the batched endpoints: one worker, requests that wait together in one call
+    assert counting.batched_peak == 1, f"{counting.batched_peak} batched calls ran at once"
+    assert counting.calls["caption_many"] < n and counting.calls["answer_many"] < n, counting.calls
+    assert counting.calls["match_pairs"] < 2 * n, counting.calls  # the captions' scores and /match
+    # the others: one limit for all of them, plus the worker
+    assert counting.peak <= ui.CONCURRENCY + 1, f"{counting.peak} model calls ran at once"
 
 
 def test_the_limit_is_the_cores_the_container_allows(tmp_path):

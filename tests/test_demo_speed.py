@@ -1,10 +1,13 @@
 """What keeps the demo fast under load, and correct while fast: the attention maps computed once
-per image and text, the pictures drawn only when shown; requests that wait together still
-fail alone; and `python -m vlp bench load --quick` runs end to end."""
+per image and text, the pictures drawn only when shown; /caption, /answer and /match batched,
+with the results they get alone; requests that wait together still fail alone, and the batcher
+outlives a failing model; and `python -m vlp bench load --quick` runs end to end."""
 from __future__ import annotations
 
 import argparse
+import logging
 import re
+import threading
 import time
 
 import numpy as np
@@ -12,7 +15,11 @@ import pytest
 from PIL import Image
 
 from demo import attention
+from demo.ask import answer
+from demo.batcher import Batcher
+from demo.caption import caption, match
 from demo.scenes import example_files
+from vlp.errors import BadImage, UnknownWords
 
 EXAMPLES = example_files()
 
@@ -85,9 +92,9 @@ def test_bench_load_quick_runs_every_endpoint_without_errors(capsys):
 
 class Slow:
     """The model, each call of its image methods lasting at least `delay` seconds: requests sent
-    together then wait in the queue together."""
+    together then wait in the queue and in the batcher together."""
 
-    CALLS = ("caption", "match", "answer", "answer_scores")
+    CALLS = ("caption_many", "match_pairs", "answer_many", "answer_scores")
 
     def __init__(self, model, delay: float = 0.3):
         self._model, self._delay = model, delay
@@ -144,3 +151,125 @@ def test_bench_demo_times_plain_http_beside_gradio_client(capsys):
         assert re.search(rf"\| {re.escape(way)}[^|]*\| \d+ +\| \d+ +\| \d+\.\d\dx", out), way
     for client in ("plain HTTP", "gradio_client"):
         assert re.search(rf"\| {client} +\| 4 +\| 0 +\| \d+ +\| \d+ +\|", out), client  # 2 x 2 captions, no errors
+
+
+# ----------------------------------------------------------------------------- the batcher
+
+
+def together(calls: list) -> list:
+    """Each of `calls` (functions of no argument) in its own thread at once: what each returned or
+    raised, in order. A call still running after 60 s is reported as TimeoutError."""
+    outcomes: list = [TimeoutError("still running")] * len(calls)
+
+    def run(i):
+        try:
+            outcomes[i] = calls[i]()
+        except Exception as err:
+            outcomes[i] = err
+
+    threads = [threading.Thread(target=run, args=(i,), daemon=True) for i in range(len(calls))]
+    for t in threads:
+        t.start()
+        time.sleep(0.002)  # in this order into the batcher
+    deadline = time.monotonic() + 60
+    for t in threads:
+        t.join(timeout=max(0.0, deadline - time.monotonic()))
+    return outcomes
+
+
+class Batches(Slow):
+    """The slow model, recording how many items each batched call held."""
+
+    def __init__(self, model, delay: float = 0.2):
+        super().__init__(model, delay)
+        self.sizes: dict[str, list[int]] = {}
+
+    def __getattr__(self, name):
+        call = super().__getattr__(name)
+        if name not in ("caption_many", "match_pairs", "answer_many"):
+            return call
+
+        def recorded(images, *args, **kwargs):
+            self.sizes.setdefault(name, []).append(len(images))
+            return call(images, *args, **kwargs)
+        return recorded
+
+
+def test_batched_requests_get_what_they_get_alone(model):
+    batches = Batches(model)
+    batcher = Batcher()
+    images = [str(p) for p in EXAMPLES] + [Image.open(EXAMPLES[0])]  # files, and a PIL image
+    settings = [("greedy", 3, 30), ("greedy", 3, 4), ("beam", 3, 30), ("beam", 2, 30)]
+    questions = ["how many shapes are there?", "what color is the circle?", "is there a blue square?"]
+    texts = ["a large red circle", "a small blue square", "two shapes"]
+    requests = [(caption, (images[i], *settings[i % len(settings)])) for i in range(len(images))]
+    requests += [(answer, (images[i], questions[i % len(questions)])) for i in range(len(images))]
+    requests += [(match, (images[i], texts[i % len(texts)])) for i in range(len(images))]
+    rng = np.random.default_rng(0)
+    requests = [requests[i] for i in rng.permutation(len(requests))]  # kinds mixed in the batcher's list
+
+    alone = [fn(model, *args) for fn, args in requests]
+    batched = together([lambda fn=fn, args=args: fn(batches, *args, batcher=batcher) for fn, args in requests])
+    assert max(max(s) for s in batches.sizes.values()) > 1, batches.sizes  # they did run together
+    for (fn, args), one, many in zip(requests, alone, batched):
+        assert not isinstance(many, Exception), (fn.__name__, args, many)
+        if fn is match:
+            assert many == pytest.approx(one, abs=2e-4), args
+        elif fn is caption:
+            assert (many.text, many.verdict) == (one.text, one.verdict), args
+            assert many.score == pytest.approx(one.score, abs=2e-4), args
+        else:
+            assert (many.answer, many.verdict) == (one.answer, one.verdict), args
+            assert many.scores == pytest.approx(one.scores, abs=1e-4), args
+
+
+def test_a_bad_request_in_a_burst_gets_its_own_sentence(model, tmp_path, caplog):
+    truncated = tmp_path / "cut.png"
+    truncated.write_bytes(EXAMPLES[1].read_bytes()[:300])  # its header reads; its pixels do not
+    batcher = Batcher()
+    slow = Slow(model, delay=0.2)
+    image = str(EXAMPLES[0])
+    calls = [lambda: match(slow, image, "a large red circle", batcher=batcher)] * 3
+    calls += [lambda: match(slow, image, "a purple zebra", batcher=batcher)]  # words the model does not know
+    calls += [lambda: match(slow, image, "a small blue square", batcher=batcher)] * 2
+    calls += [lambda: caption(slow, image, batcher=batcher)] * 3
+    calls += [lambda: caption(slow, str(truncated), batcher=batcher)]
+    calls += [lambda: caption(slow, image, batcher=batcher)] * 2
+    with caplog.at_level(logging.INFO, logger="demo"):
+        outcomes = together(calls)
+    failed = {i: o for i, o in enumerate(outcomes) if isinstance(o, Exception)}
+    assert sorted(failed) == [3, 9], failed
+    assert isinstance(failed[3], UnknownWords) and "zebra" in str(failed[3]) and "red" not in str(failed[3])
+    assert isinstance(failed[9], BadImage) and "cut.png" in str(failed[9]) and str(tmp_path) not in str(failed[9])
+    assert outcomes[0] == outcomes[1] == outcomes[2] == match(model, image, "a large red circle")
+    assert len({o.text for o in outcomes[6:9] + outcomes[10:]}) == 1
+    retried = [r.getMessage() for r in caplog.records if "running each alone" in r.getMessage()]
+    assert len(retried) == 2 and all("\n" not in line for line in retried), retried  # said, in one line each
+
+
+class Breaks:
+    """The model, whose caption_many fails with a RuntimeError for any batch holding a white image."""
+
+    def __init__(self, model):
+        self._model = model
+
+    def __getattr__(self, name):
+        return getattr(self._model, name)
+
+    def caption_many(self, images, *args, **kwargs):
+        time.sleep(0.2)
+        if any(img.getpixel((0, 0)) == (255, 255, 255) and len(set(img.getdata())) == 1 for img in images):
+            raise RuntimeError("the model broke")
+        return self._model.caption_many(images, *args, **kwargs)
+
+
+def test_the_worker_survives_a_model_exception(model):
+    batcher = Batcher()
+    breaks = Breaks(model)
+    image, white = str(EXAMPLES[0]), Image.new("RGB", (64, 64), "white")
+    first = together([lambda: caption(breaks, image, batcher=batcher)] * 2
+                     + [lambda: caption(breaks, white, batcher=batcher)]
+                     + [lambda: caption(breaks, image, batcher=batcher)] * 2)
+    assert [type(o).__name__ for o in first] == ["CaptionResult"] * 2 + ["RuntimeError"] + ["CaptionResult"] * 2
+    again = together([lambda: caption(breaks, image, batcher=batcher)] * 3)  # the worker still serves
+    assert [o.text for o in again] == [first[0].text] * 3

@@ -69,8 +69,10 @@ def _open(source, name: str, decode: bool = True) -> Image.Image:
         raise
     except Image.DecompressionBombError:
         raise BadImage(f"{name} is too large (more than {MAX_PIXELS // 1_000_000} megapixels).") from None
-    except (UnidentifiedImageError, OSError, SyntaxError) as err:
-        raise BadImage(f"{name} is not a readable image ({err.__class__.__name__}).") from None
+    except UnidentifiedImageError:  # said in words: a person reads it, not an exception's class name
+        raise BadImage(f"{name} is not a readable image (not in an image format vlp reads).") from None
+    except (OSError, SyntaxError):
+        raise BadImage(f"{name} is not a readable image (damaged or cut short).") from None
     return img
 
 
