@@ -18,9 +18,10 @@ def tok():
 
 
 def test_tokenizer_round_trip(tok, tmp_path):
-    text = "what color is the small circle?"
+    text = "a small red circle to the left of a large blue square, and a small square"
     ids = tok.encode(text)
     assert tok.decode(ids) == text
+    assert tok.encode("What color is the small circle?") == tok.encode("what color is the small circle")  # normalised
     assert tok.unk_id not in ids
     tok.save(tmp_path / "tokenizer.json")
     again = Tokenizer.load(tmp_path / "tokenizer.json")
