@@ -14,9 +14,9 @@
 # **Question:** vlp-tiny has seen yellow things and squares, but never a yellow square. Does it
 # compose the two? What does it say for one, and where does it look while saying it?
 #
-# **Time:** full run 73 s, measured on this project's 2-core machine under a load average of 18–21
-# (other programs training beside it). The quick run (`VLP_LESSON_QUICK=1`, CI) captions 40 novel and
-# 40 test scenes instead of 300 each, and one drawing of each colour–shape pair instead of four.
+# **Time:** full run 10 s, measured on this project's 2-core machine under a load average of 3.
+# The quick run (`VLP_LESSON_QUICK=1`, CI) captions 40 novel and 40 test scenes instead of 300
+# each, and one drawing of each colour–shape pair instead of four.
 # Nothing here trains.
 
 # %%
@@ -180,20 +180,22 @@ plt.show()
 #
 # - **It does not compose reliably, and unevenly.** Captions name seen pairs right 100 % of the
 #   time (597 of 598 objects in test scenes, 272 of 272 in novel ones), but the held-out pairs
-#   far less: purple triangle 96 %, orange circle 86 %, green diamond 42 %, yellow square 2 %
-#   (2 of 80).
+#   far less: purple triangle 96 %, green diamond 83 %, orange circle 55 %, yellow square 4 %
+#   (3 of 80).
 # - **What it says instead keeps the colour and swaps the shape** for a familiar pair: a yellow
-#   square is almost always captioned "yellow circle" (78 of 80), a green diamond "green
-#   circle" (60). (The count lists any named object sharing the colour or the shape, so a few are
+#   square is almost always captioned "yellow circle" (77 of 80), an orange circle "orange
+#   square" (27). (The count lists any named object sharing the colour or the shape, so a few are
 #   other objects of the scene.) After the word "yellow" the decoder's language prior — yellow
 #   was never followed by "square" in training — outweighs what it sees.
 # - **It looks at the right place.** At the step that produces the shape word, the decoder's
-#   cross-attention puts 69 % of its weight on the object for held-out pairs and 68 % for seen
+#   cross-attention puts 55 % of its weight on the object for held-out pairs and 56 % for seen
 #   ones (the object covers 15 % of the patches): the mistake is in naming, not in finding.
-# - **The reading side knows better than the generating side.** On the hand-made yellow square,
-#   the ITM head gives "a large yellow square" 0.997 and the alternatives ≤ 0.01, and "is there a
-#   yellow square?" is answered yes (0.98) — but "what shape is the yellow object?" gets "circle"
-#   (0.92). The image encoder does tell the square apart; generating the word after "yellow" is
+# - **The reading side knows better than the generating side, and the two disagree.** On the
+#   hand-made yellow square, the ITM head gives "a large yellow square" 1.000 and the
+#   alternatives 0.000, "is there a yellow square?" is answered yes (0.99), and "what shape is the
+#   yellow object?" gets "square" (0.88) — yet the caption says "a large yellow circle", and
+#   "what color is the square?" gets "there is no square" (0.99). The image encoder does tell the
+#   square apart; generating "square" after "yellow", or binding "the square" to a yellow one, is
 #   where composition fails.
 #
 # A remedy (e.g. more attribute diversity, or colour-free renders in training, as the CLEVR
