@@ -29,7 +29,7 @@ GENERIC_QUESTIONS = [  # for uploads: Shapes World questions, which every model 
 @dataclass
 class AnswerResult:
     answer: str
-    scores: dict[str, float]  # the top-5 first answer words: probability
+    scores: dict[str, float]  # the top-5 answers: probability
     verdict: str  # Markdown: right or wrong against the true answer; else the model's notice for an image
     # outside what it knows (`demo.inputs.domain_note`); else empty
 
@@ -118,7 +118,7 @@ def build_ask_tab(model, image: gr.Image, known: KnownScenes, batcher: Batcher) 
             with gr.Column():
                 answer_out = gr.Textbox(label="Answer", interactive=False, elem_id="answer-out")
                 answer_verdict = gr.Markdown(elem_id="answer-verdict")
-            answer_probs = gr.Label(num_top_classes=5, label="Top-5 first answer words")
+            answer_probs = gr.Label(num_top_classes=5, label="Top-5 answers")
 
     @safe
     def on_answer(img, question):
