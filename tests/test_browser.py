@@ -90,16 +90,11 @@ def test_a_file_that_is_not_an_image_is_said_once(browser, app_server, tmp_path)
 
 @pytest.mark.timeout(300)
 def test_a_photo_gets_the_models_notice_under_the_image(browser, app_server, tmp_path):
-    import skimage.data
-    from PIL import Image
     from playwright.sync_api import expect
 
-    photo = tmp_path / "astronaut.jpg"
-    Image.fromarray(skimage.data.astronaut()).save(photo)
-    page = browser.new_page(viewport={"width": 390, "height": 844})  # a phone
-    page.set_default_timeout(WAIT_MS)
+    photo = _photo(tmp_path, "astronaut")
+    page = _open(browser, app_server, 390, 844)  # a phone
     try:
-        page.goto(app_server.url, wait_until="load", timeout=WAIT_MS)
         page.locator("#image input[type=file]").set_input_files(str(photo))
         note = page.locator("#scene-note")
         expect(note).to_contain_text("does not look like a Shapes World scene", timeout=WAIT_MS)
@@ -114,6 +109,16 @@ def _open(browser, app_server, width: int, height: int):
     page.set_default_timeout(WAIT_MS)
     page.goto(app_server.url, wait_until="load", timeout=WAIT_MS)
     return page
+
+
+def _photo(tmp_path, name: str):
+    """A real photo from scikit-image's sample data (`astronaut`, `chelsea` …), saved as a JPEG."""
+    import skimage.data
+    from PIL import Image
+
+    path = tmp_path / f"{name}.jpg"
+    Image.fromarray(getattr(skimage.data, name)()).save(path)
+    return path
 
 
 def _badges(page) -> int:
@@ -151,12 +156,9 @@ def test_a_typed_question_and_an_error_after_it_leave_one_message(browser, app_s
 
 @pytest.mark.timeout(300)
 def test_a_photo_gets_the_notice_beside_the_results(browser, app_server, tmp_path):
-    import skimage.data
-    from PIL import Image
     from playwright.sync_api import expect
 
-    photo = tmp_path / "chelsea.jpg"
-    Image.fromarray(skimage.data.chelsea()).save(photo)
+    photo = _photo(tmp_path, "chelsea")
     page = _open(browser, app_server, 1400, 1000)
     try:
         expect(page.locator("#caption-score input")).to_have_value("", timeout=WAIT_MS)  # "–" until a score
