@@ -4,9 +4,11 @@ process and thread layouts.
 
     python -m vlp bench train [--device cpu|cuda] [--batch-size 128] [--rounds 5] [--layouts]
 
-The steps take turns (today's step, + bf16, + one ITM negative, the data, today's step, …) on
+The steps take turns (today's step, + bf16, + one ITM negative, …, the data, today's step, …) on
 the same batches, so a busy machine slows them alike; the ratio to today's step is the figure
-that holds. The layouts are short `python -m vlp train --recipe cpu` runs, also in turns.
+that holds. "Today" is the step before the recipe: every decoder row (a caption, a question, an
+ITM pair) with its own copy of its image's tokens, their keys and values projected per row. The
+layouts are short `python -m vlp train --recipe cpu` runs, also in turns.
 """
 from __future__ import annotations
 
@@ -16,8 +18,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
-from dataclasses import replace
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
@@ -28,12 +29,33 @@ from vlp.device import pick_device
 from vlp.model import SIZES, VLP, config_for
 from vlp.train import RECIPES, TrainConfig, new_optimizer, prepare_for_training, train_step
 
-# Today's step, then the CPU recipe's step levers one at a time (vlp.train.RECIPES["cpu"]).
+# Today's step, then the CPU recipe's step levers one at a time (vlp.train.RECIPES["cpu"]):
+# name → (config, whether rows share their image's keys and values)
 LEVERS = {
-    "today: float32, 3 ITM negatives per image": TrainConfig(),
-    "+ bf16 autocast, explicit attention (CPU)": TrainConfig(cpu_bf16=True),
-    "+ 1 ITM negative per image (the cpu recipe's step)": TrainConfig(cpu_bf16=True, itm_negatives=1),
+    "today: float32, 3 ITM negatives per image": (TrainConfig(), False),
+    "+ bf16 autocast, explicit attention (CPU)": (TrainConfig(cpu_bf16=True), False),
+    "+ 1 ITM negative per image": (TrainConfig(cpu_bf16=True, itm_negatives=1), False),
+    "+ image keys and values projected once per image": (TrainConfig(cpu_bf16=True, itm_negatives=1), True),
+    "+ 4 questions per scene (the cpu recipe's step)":
+        (TrainConfig(cpu_bf16=True, itm_negatives=1, question_pairs=2), True),
 }
+
+
+@contextmanager
+def image_copies_per_row(net: VLP, on: bool):
+    """The step before sharing: each decoder row gets its own copy of its image's tokens."""
+    if not on:
+        yield
+        return
+    real = net.decoder.forward
+
+    def forward(ids, image_tokens, *args, image_rows=None, **kwargs):
+        return real(ids, image_tokens if image_rows is None else image_tokens[image_rows], *args, **kwargs)
+    net.decoder.forward = forward
+    try:
+        yield
+    finally:
+        del net.decoder.forward
 
 # (processes, threads per process) of a whole `--recipe cpu` run, at the same global batch
 LAYOUTS = [(1, 2), (1, 1), (2, 1)]
@@ -57,21 +79,23 @@ def step_rates(args) -> list[dict]:
     tok = build_tokenizer()
     torch.manual_seed(0)
     net = VLP(config_for(args.config, len(tok), tok.eos_id), tok.pad_id).to(device).train()
-    data = WorldBatches("train", tok, net.config.vision)
     b = args.batch_size
-    batches = [data.batch(i, b) for i in range(args.steps)]
-    batches = [type(x)(**{k: v.to(device) for k, v in vars(x).items()}) for x in batches]
+    data = {q: WorldBatches("train", tok, net.config.vision, question_pairs=q) for q in {1, 2}}
+    batches = {q: [d.batch(i, b) for i in range(args.steps)] for q, d in data.items()}
+    batches = {q: [type(x)(**{k: v.to(device) for k, v in vars(x).items()}) for x in xs] for q, xs in batches.items()}
 
-    def steps(cfg: TrainConfig):
+    def steps(cfg: TrainConfig, shared: bool):
         optimizer = new_optimizer(net, cfg, device)
 
         def run():
             prepare_for_training(net, device, cfg)
-            for batch in batches:
-                train_step(net, optimizer, batch, device, cfg)
+            with image_copies_per_row(net, not shared):
+                for batch in batches[cfg.question_pairs]:
+                    train_step(net, optimizer, batch, device, cfg)
         return run
 
-    runs = {name: steps(cfg) for name, cfg in LEVERS.items()}
+    runs = {name: steps(cfg, shared) for name, (cfg, shared) in LEVERS.items()}
+    data = data[RECIPES["cpu"].question_pairs]
     runs["data: draw, render, tokenise"] = lambda: [data.batch(1000 + i, b) for i in range(args.steps)]
     seconds = {name: statistics.median(t) / (args.steps * b)
                for name, t in interleaved_seconds(runs, args.rounds, warmup=1, device=device).items()}

@@ -56,11 +56,13 @@ def answer(model, image, question: str, known: KnownScenes | None = None, batche
 
 
 def answers(items: list[tuple], model) -> list[tuple]:
-    """(image, answer, its top-5 first words) for each (image, question) of a batch: one
-    `model.answer_many` call, then the top words of each."""
+    """(image, answer, its top-5 answers with their probabilities) for each (image, question) of
+    a batch, in one `model.answer_scores_many` call. The answer shown is the most likely of the
+    five (for vlp's models exactly `answer_many`'s; for BLIP the best beam rather than greedy), so
+    the answer and its list always agree."""
     imgs = [checked_image(image) for image, _ in items]
-    said = model.answer_many(imgs, [question for _, question in items])
-    return [(img, a, model.answer_scores(img, question, k=5)) for img, a, (_, question) in zip(imgs, said, items)]
+    tops = model.answer_scores_many(imgs, [question for _, question in items], k=5)
+    return [(img, top[0][0], top) for img, top in zip(imgs, tops)]
 
 
 def known_words(model) -> str:

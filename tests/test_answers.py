@@ -137,3 +137,15 @@ def test_a_short_run_on_the_new_data_learns_the_phrasings():
         train_step(net, opt, data.batch(step + 1, 32), torch.device("cpu"))
     assert loss("all") < 0.7 * before["all"]
     assert loss("taught only here") < 0.83 * before["taught only here"]
+
+
+def test_scores_of_many_questions_in_one_batch_are_each_alone(scenes):
+    model = small_model(build_tokenizer())
+    images = [world.render(s) for s in scenes[:4]]
+    questions = [QUESTIONS[i % len(QUESTIONS)] for i in range(len(images))]
+    many = model.answer_scores_many(images, questions, k=3)
+    assert [top[0][0] for top in many] == model.answer_many(images, questions)
+    for image, question, top in zip(images, questions, many):
+        alone = model.answer_scores(image, question, k=3)
+        assert [a for a, _ in top] == [a for a, _ in alone]
+        assert [p for _, p in top] == pytest.approx([p for _, p in alone], abs=1e-5)

@@ -94,7 +94,7 @@ class Slow:
     """The model, each call of its image methods lasting at least `delay` seconds: requests sent
     together then wait in the queue and in the batcher together."""
 
-    CALLS = ("caption_many", "match_pairs", "answer_many", "answer_scores")
+    CALLS = ("caption_many", "match_pairs", "answer_scores_many")
 
     def __init__(self, model, delay: float = 0.3):
         self._model, self._delay = model, delay
@@ -186,7 +186,7 @@ class Batches(Slow):
 
     def __getattr__(self, name):
         call = super().__getattr__(name)
-        if name not in ("caption_many", "match_pairs", "answer_many"):
+        if name not in ("caption_many", "match_pairs", "answer_scores_many"):
             return call
 
         def recorded(images, *args, **kwargs):

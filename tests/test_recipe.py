@@ -38,9 +38,9 @@ def batch():
     return WorldBatches("train", tok, config_for("tiny", len(tok), tok.eos_id).vision, seed=3).batch(0, 24)
 
 
-def losses_and_gradients(net, batch):
+def losses_and_gradients(net, batch, itm_negatives=3):
     torch.manual_seed(0)
-    losses = net(batch)
+    losses = net(batch, itm_negatives=itm_negatives)
     total = sum(v for k, v in losses.items() if k != "itm_acc")
     grads = torch.autograd.grad(total, list(net.parameters()))
     return {k: v.item() for k, v in losses.items()}, grads
@@ -55,6 +55,32 @@ def test_explicit_attention_gives_the_fused_losses_and_gradients(batch):
     assert explicit == pytest.approx(fused, abs=1e-5)
     for g, ge in zip(fused_grads, explicit_grads):
         torch.testing.assert_close(ge, g, atol=1e-5, rtol=1e-4)
+
+
+@pytest.mark.parametrize("itm_negatives", [3, 1])
+def test_rows_that_share_an_image_give_the_losses_of_repeated_images(batch, monkeypatch, itm_negatives):
+    """Captions, questions and ITM pairs read their image's keys and values, projected once per
+    image: the same losses and gradients as giving each row its own copy of the image tokens."""
+    net, _ = small_net()
+    real = net.decoder.forward
+    shared_calls = []
+
+    def counting(ids, image_tokens, *args, image_rows=None, **kwargs):
+        shared_calls.append(image_rows is not None and len(image_tokens) < len(ids))
+        return real(ids, image_tokens, *args, image_rows=image_rows, **kwargs)
+
+    def repeated(ids, image_tokens, *args, image_rows=None, **kwargs):
+        return real(ids, image_tokens if image_rows is None else image_tokens[image_rows], *args, **kwargs)
+
+    step = lambda: losses_and_gradients(net, batch, itm_negatives)
+    monkeypatch.setattr(net.decoder, "forward", counting)
+    shared, shared_grads = step()
+    assert shared_calls == [True, False, True]  # ITM and VQA share; a caption per image has nothing to share
+    monkeypatch.setattr(net.decoder, "forward", repeated)
+    copies, copies_grads = step()
+    assert shared == pytest.approx(copies, abs=1e-5)
+    for g, gc in zip(shared_grads, copies_grads):
+        torch.testing.assert_close(g, gc, atol=1e-5, rtol=1e-4)
 
 
 def test_the_recipe_step_in_bf16_gives_the_float32_losses(batch):
@@ -74,7 +100,7 @@ def test_one_itm_negative_per_image_keeps_the_positives_and_the_near_misses(batc
     net, _ = small_net()
     seen = []
     real = net.match_logits
-    monkeypatch.setattr(net, "match_logits", lambda ids, tokens: seen.append(ids) or real(ids, tokens))
+    monkeypatch.setattr(net, "match_logits", lambda ids, tokens, rows: seen.append(ids) or real(ids, tokens, rows))
     torch.manual_seed(0)
     net(batch, itm_negatives=1)
     ids, b = seen[-1], len(batch.texts)

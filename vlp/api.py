@@ -164,9 +164,14 @@ class VLPModel(ModelBase):
 
     def answer_scores(self, image, question: str, k: int = 5) -> list[tuple[str, float]]:
         """The k most likely answers with their probabilities (over the answer set)."""
-        probs = self._answer_probs([image], [question])[0]
-        top = probs.topk(min(k, len(self.answers)))
-        return [(self.answers[i], float(p)) for p, i in zip(top.values, top.indices)]
+        return self.answer_scores_many([image], [question], k)[0]
+
+    def answer_scores_many(self, images, questions: list[str], k: int = 5) -> list[list[tuple[str, float]]]:
+        """`answer_scores` of each (image, question), scored in one batch; each list's first
+        answer is `answer_many`'s."""
+        top = self._answer_probs(images, questions).topk(min(k, len(self.answers)), dim=-1)
+        return [[(self.answers[i], float(p)) for p, i in zip(ps, idx)]
+                for ps, idx in zip(top.values.tolist(), top.indices.tolist())]
 
     @torch.no_grad()
     def _answer_probs(self, images, questions: list[str]) -> torch.Tensor:
@@ -243,7 +248,8 @@ class VLPModel(ModelBase):
     def match_many(self, image, texts: list[str]) -> np.ndarray:
         """`match` for each text; the image is encoded once. float32 (N,)."""
         texts = [self.check_text(t) for t in texts]
-        return self._match(self._image_tokens([image]).expand(len(texts), -1, -1), texts)
+        one_image = torch.zeros(len(texts), dtype=torch.long, device=self.device)  # its keys and values projected once
+        return self._match(self._image_tokens([image]), texts, one_image)
 
     def match_pairs(self, images, texts: list[str]) -> np.ndarray:
         """ITM probability of each (image, text) pair. float32 (N,)."""
@@ -304,11 +310,12 @@ class VLPModel(ModelBase):
         return torch.stack([rows[key] for key in keys])
 
     @torch.no_grad()
-    def _match(self, image_tokens: torch.Tensor, texts: list[str]) -> np.ndarray:
+    def _match(self, image_tokens: torch.Tensor, texts: list[str], image_rows: torch.Tensor | None = None
+               ) -> np.ndarray:
         if not texts:
             return np.zeros(0, np.float32)
         with autocast(self.device):
-            logits = self.net.match_logits(self._ids(texts), image_tokens)
+            logits = self.net.match_logits(self._ids(texts), image_tokens, image_rows)
         return logits.float().softmax(-1)[:, 1].cpu().numpy()
 
     def _qa_prompt(self, question: str) -> list[int]:

@@ -88,6 +88,9 @@ class Composite(ModelBase):
     def answer_scores(self, image, question: str, k: int = 5) -> list[tuple[str, float]]:
         return self._answerer.answer_scores(image, question, k=k)
 
+    def answer_scores_many(self, images, questions: list[str], k: int = 5) -> list[list[tuple[str, float]]]:
+        return self._answerer.answer_scores_many(images, questions, k=k)
+
     def match(self, image, text: str) -> float:
         return self._matcher.match(image, text)
 

@@ -105,9 +105,11 @@ class VLP(nn.Module):
         """ids (B, T), right-padded with the pad id."""
         return self.text(ids, ids != self.pad_id, need_weights)
 
-    def match_logits(self, ids: torch.Tensor, image_tokens: torch.Tensor) -> torch.Tensor:
-        """(B, 2) no-match / match scores, read from the decoder at each text's end token."""
-        hidden = self.decoder(ids, image_tokens).hidden  # (B, T, width)
+    def match_logits(self, ids: torch.Tensor, image_tokens: torch.Tensor,
+                     image_rows: torch.Tensor | None = None) -> torch.Tensor:
+        """(B, 2) no-match / match scores, read from the decoder at each text's end token.
+        `image_rows`: text i against image image_rows[i] (`MultimodalDecoder.forward`)."""
+        hidden = self.decoder(ids, image_tokens, image_rows=image_rows).hidden  # (B, T, width)
         return self.itm_head(at_end_token(hidden, ids, self.config.text.eos_id))
 
     # --- the objectives ---------------------------------------------------------------------
@@ -132,13 +134,15 @@ class VLP(nn.Module):
         if "caption" in objectives:
             losses["caption"] = self.lm_loss(batch.captions, image.tokens, batch.captions != self.pad_id)
         if "vqa" in objectives:
-            losses["vqa"] = self.lm_loss(batch.qa, image.tokens[batch.qa_images], batch.answer_mask)
+            losses["vqa"] = self.lm_loss(batch.qa, image.tokens, batch.answer_mask, batch.qa_images)
         return losses
 
-    def lm_loss(self, ids: torch.Tensor, image_tokens: torch.Tensor, predict: torch.Tensor) -> torch.Tensor:
-        """Next-token cross-entropy where `predict` marks the tokens to be predicted."""
+    def lm_loss(self, ids: torch.Tensor, image_tokens: torch.Tensor, predict: torch.Tensor,
+                image_rows: torch.Tensor | None = None) -> torch.Tensor:
+        """Next-token cross-entropy where `predict` marks the tokens to be predicted; row i reads
+        image image_rows[i] (default: image i)."""
         # position t predicts token t + 1
-        logits = self.decoder(ids[:, :-1], image_tokens).logits  # (B, L − 1, vocab)
+        logits = self.decoder(ids[:, :-1], image_tokens, image_rows=image_rows).logits  # (B, L − 1, vocab)
         targets = ids[:, 1:].masked_fill(~predict[:, 1:], -100)  # (B, L − 1); -100: not a target
         return F.cross_entropy(logits.flatten(0, 1).float(), targets.flatten(), ignore_index=-100)
 
@@ -169,18 +173,19 @@ class VLP(nn.Module):
             # pairs: B positives, K image–wrong text, K wrong image–text, B near misses (K = keep.sum())
             ids = _cat_padded([batch.texts, batch.texts[neg_text][keep], batch.texts[keep], batch.wrong_texts],
                               self.pad_id)
-            tokens = torch.cat([image_tokens, image_tokens[keep], image_tokens[neg_image][keep], image_tokens])
+            images = torch.arange(b, device=ids.device)
+            rows = torch.cat([images, images[keep], neg_image[keep], images])
         elif negatives == 1:
             hard, near = _cat_padded([batch.texts[neg_text], batch.wrong_texts], self.pad_id).split(b)
             use_hard = (torch.arange(b, device=hard.device) % 2 == 1) & has_neg  # (B,)
             negative = torch.where(use_hard[:, None], hard, near)  # (B, L)
             ids = _cat_padded([batch.texts, negative], self.pad_id)  # B positives, then B negatives
-            tokens = torch.cat([image_tokens, image_tokens])
+            rows = torch.arange(b, device=ids.device).repeat(2)
         else:
             raise ValueError(f"itm_negatives is 3 or 1, not {negatives}")
         labels = torch.zeros(len(ids), dtype=torch.long, device=ids.device)
         labels[:b] = 1
-        logits = self.match_logits(ids, tokens).float()
+        logits = self.match_logits(ids, image_tokens, rows).float()
         n_pos, n_neg = b, len(labels) - b
         # positives and negatives weigh the same, whatever their counts
         weight = torch.tensor([n_pos / n_neg, 1.0], device=ids.device)

@@ -39,7 +39,7 @@ class Capabilities:
     """What a model can do. A capability that is False makes its methods raise `Unsupported`."""
 
     caption: bool  # caption, caption_many
-    answer: bool  # answer, answer_many, answer_scores
+    answer: bool  # answer, answer_many, answer_scores, answer_scores_many
     match: MatchKind | None  # match, match_many, match_pairs: "probability" from a trained
     #   image–text matching head (ITM), "cosine" when it is a squashed embedding similarity
     embed: bool  # embed_images, embed_texts into one space (search), classify
@@ -73,6 +73,8 @@ class Model(Protocol):
     def answer_many(self, images, questions: list[str]) -> list[str]: ...
 
     def answer_scores(self, image, question: str, k: int = 5) -> list[tuple[str, float]]: ...
+
+    def answer_scores_many(self, images, questions: list[str], k: int = 5) -> list[list[tuple[str, float]]]: ...
 
     def match(self, image, text: str) -> float: ...
 
@@ -134,6 +136,9 @@ class ModelBase:
 
     def answer_many(self, images, questions: list[str]) -> list[str]:
         return [self.answer(image, q) for image, q in zip(images, questions, strict=True)]
+
+    def answer_scores_many(self, images, questions: list[str], k: int = 5) -> list[list[tuple[str, float]]]:
+        return [self.answer_scores(image, q, k=k) for image, q in zip(images, questions, strict=True)]
 
     def match_many(self, image, texts: list[str]) -> np.ndarray:
         return np.array([self.match(image, t) for t in texts], dtype=np.float32)
