@@ -190,3 +190,27 @@ def test_the_cpu_recipe_starts_its_processes_with_torchrun(monkeypatch, tmp_path
     monkeypatch.setattr("sys.argv", ["vlp", "train", *argv])
     assert train_module.main(parse(argv)) == 0
     assert calls == [(RECIPES["cpu"].cpu_processes, ["train", *argv])]
+
+
+def test_fit_trains_any_model_at_the_schedules_rates():
+    """`fit`, the loop the lessons train their baselines with: every step at lr_at(step), and a
+    model that is not vlp's learns."""
+    torch.manual_seed(0)
+    model = torch.nn.Linear(4, 1)
+    truth = torch.tensor([[1.0, -2.0, 0.5, 3.0]])
+    xs = [torch.randn(32, 4) for _ in range(60)]
+    rates = []
+
+    def step(m, optimizer, x):
+        rates.append(optimizer.param_groups[0]["lr"])
+        loss = ((m(x) - x @ truth.T) ** 2).mean()
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        return loss.item()
+
+    cfg = TrainConfig(steps=60, lr=0.3, warmup=6, final_lr=0.1, weight_decay=0.0)
+    losses, seconds = train_module.fit(model, step, lambda i: xs[i], cfg)
+    assert rates == pytest.approx([lr_at(i, cfg) for i in range(60)])
+    assert losses[-1] < 0.05 * losses[0] and seconds > 0
+    assert not model.training  # handed back ready to evaluate

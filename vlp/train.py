@@ -17,6 +17,7 @@ import os
 import shlex
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -104,6 +105,23 @@ def lr_at(step: int, cfg: TrainConfig) -> float:
     progress = (step - cfg.warmup) / max(1, cfg.steps - 1 - cfg.warmup)
     floor = cfg.lr * cfg.final_lr
     return floor + (cfg.lr - floor) * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+
+
+def fit(model: torch.nn.Module, step: Callable, batch_at: Callable[[int], object], cfg: TrainConfig,
+        optimizer: torch.optim.Optimizer | None = None) -> tuple[list, float]:
+    """The loop for any model in one process (a lesson's baseline, a fine-tuning run): `cfg.steps`
+    calls of step(model, optimizer, batch_at(i)) at the learning rate `lr_at(i, cfg)`, with AdamW
+    (`new_optimizer`) unless one is given. Returns what each step returned, and the seconds.
+    Pretraining vlp's own model (`train`) adds checkpoints, validation, logs and processes."""
+    optimizer = optimizer or new_optimizer(model, cfg, next(model.parameters()).device)
+    model.train()
+    results, t0 = [], time.perf_counter()
+    for i in range(cfg.steps):
+        for group in optimizer.param_groups:
+            group["lr"] = lr_at(i, cfg)
+        results.append(step(model, optimizer, batch_at(i)))
+    model.eval()
+    return results, time.perf_counter() - t0
 
 
 # Named recipes: `python -m vlp train --recipe NAME`; any flag given overrides the recipe's field.
