@@ -1,6 +1,7 @@
 """The CPU recipe: its step gives the losses of today's step, it learns, its schedule resumes exactly,
 and `--recipe` names it on the command line."""
 import argparse
+import math
 from dataclasses import replace
 
 import pytest
@@ -143,6 +144,19 @@ def test_the_schedule_warms_up_then_ends_at_its_final_rate():
     assert max(rates) == pytest.approx(cfg.lr)
     assert all(a >= b for a, b in zip(rates[cfg.warmup:], rates[cfg.warmup + 1:]))  # never rises after warm-up
     assert rates[-1] == pytest.approx(cfg.lr * cfg.final_lr, abs=1e-9)
+
+
+def test_a_decay_share_holds_the_rate_then_decays_to_the_same_end():
+    cfg = replace(RECIPES["cpu"], decay_share=0.25)
+    rates = [lr_at(s, cfg) for s in range(cfg.steps)]
+    decay_start = cfg.warmup + round(0.75 * (cfg.steps - cfg.warmup))
+    assert rates[cfg.warmup - 1 : decay_start] == pytest.approx([cfg.lr] * (decay_start - cfg.warmup + 1))
+    assert all(a > b for a, b in zip(rates[decay_start:], rates[decay_start + 1:]))
+    assert rates[-1] == pytest.approx(cfg.lr * cfg.final_lr, abs=1e-9)
+    whole, floor = replace(cfg, decay_share=1.0), cfg.lr * cfg.final_lr  # 1.0: cosine from the end of warm-up
+    cosine = [floor + (cfg.lr - floor) * 0.5 * (1 + math.cos(math.pi * (s - cfg.warmup) / (cfg.steps - 1 - cfg.warmup)))
+              for s in range(cfg.warmup, cfg.steps)]
+    assert [lr_at(s, whole) for s in range(cfg.warmup, cfg.steps)] == pytest.approx(cosine)
 
 
 def test_the_recipe_resumes_exactly(tmp_path):

@@ -47,6 +47,7 @@ class TrainConfig:
     lr: float = 2e-3  # peak learning rate
     warmup: int = 150  # linear warm-up steps, then cosine decay to lr * final_lr
     final_lr: float = 0.05  # the learning rate at the last step, as a share of `lr`
+    decay_share: float = 1.0  # of the steps after warm-up, the last share decays; before it the rate stays at lr
     weight_decay: float = 0.05
     seed: int = 0
     eval_every: int = 250  # steps between validations and checkpoints
@@ -100,9 +101,14 @@ def new_optimizer(net: torch.nn.Module, cfg: TrainConfig, device: torch.device) 
 
 
 def lr_at(step: int, cfg: TrainConfig) -> float:
+    """Linear warm-up, then `lr` held, then cosine decay to lr * final_lr over the last
+    `decay_share` of the steps after warm-up (1.0: decay from the end of warm-up on)."""
     if step < cfg.warmup:
         return cfg.lr * (step + 1) / cfg.warmup
-    progress = (step - cfg.warmup) / max(1, cfg.steps - 1 - cfg.warmup)
+    decay_start = cfg.warmup + round((1 - cfg.decay_share) * (cfg.steps - cfg.warmup))
+    if step < decay_start:
+        return cfg.lr
+    progress = (step - decay_start) / max(1, cfg.steps - 1 - decay_start)
     floor = cfg.lr * cfg.final_lr
     return floor + (cfg.lr - floor) * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
 
@@ -151,7 +157,7 @@ RECIPES = {
 # flag → TrainConfig field, for the flags that override a recipe
 _FIELDS = {"config": "size", "steps": "steps", "batch_size": "batch_size", "lr": "lr", "warmup": "warmup",
            "seed": "seed", "eval_every": "eval_every", "eval_scenes": "eval_scenes", "workers": "workers",
-           "init": "init", "threads": "threads", "processes": "cpu_processes"}
+           "init": "init", "threads": "threads", "processes": "cpu_processes", "decay_share": "decay_share"}
 
 
 def add_arguments(parser: argparse.ArgumentParser, command_name: str = "train") -> None:
@@ -164,6 +170,8 @@ def add_arguments(parser: argparse.ArgumentParser, command_name: str = "train") 
     parser.add_argument("--batch-size", type=int, help=f"per process (default: {d.batch_size})")
     parser.add_argument("--lr", type=float, help=f"peak learning rate (default: {d.lr})")
     parser.add_argument("--warmup", type=int, help=f"warm-up steps (default: {d.warmup})")
+    parser.add_argument("--decay-share", type=float, help="the last share of the steps after warm-up, in which "
+                        f"the learning rate decays; before it, it stays at --lr (default: {d.decay_share})")
     parser.add_argument("--seed", type=int, help=f"(default: {d.seed})")
     parser.add_argument("--eval-every", type=int, help=f"steps between validations (default: {d.eval_every})")
     parser.add_argument("--eval-scenes", type=int, help=f"validation scenes (default: {d.eval_scenes})")
