@@ -136,8 +136,8 @@ RECIPES = {
     # The README's GPU pretraining (one H200, bf16 as always on CUDA; 229 s).
     "gpu": TrainConfig(batch_size=256, steps=2600, lr=3e-3, warmup=150, eval_every=650, eval_scenes=100,
                        workers=12),
-    # vlp-tiny from random weights on two CPU cores in about 18 minutes; not yet at the bars, which
-    # the same recipe run to 5,000 steps passed at step 3,000 (the shipped vlp-tiny, README).
+    # vlp-tiny from random weights on two CPU cores in about 20–25 minutes; not yet at the bars,
+    # which the shipped vlp-tiny (the cosine schedule run to 5,000 steps) passed at step 3,000 (README).
     "cpu": TrainConfig(
         cpu_processes=2,  # two single-thread processes: both cores busy, and no OpenMP stall under load
         threads=1,
@@ -149,6 +149,8 @@ RECIPES = {
         lr=2e-3,  # in 5-minute runs 3e-3 and 6e-3 learnt less than 1.5e-3
         warmup=100,
         final_lr=0.0,  # the schedule ends inside the budget: the last steps anneal fully
+        decay_share=0.25,  # the peak rate held until the last quarter: at 192,000 samples VQA 92.2 %,
+        # captions 90 %, P@1 91 %, ITM 94.3 % against 84.9, 76, 89.5, 88.5 with cosine decay from step 100
         eval_every=375,
         eval_scenes=200,
     ),
