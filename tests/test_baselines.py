@@ -163,7 +163,7 @@ def test_a_few_fusion_steps_reduce_captioning_and_vqa_losses(batch, fusion):
         config_for("tiny", len(TOK), TOK.eos_id))
     opt = torch.optim.AdamW(net.parameters(), lr=1e-3)
     first = {k: v.item() for k, v in fusion_losses(net, batch).items()}
-    for _ in range(8):
+    for _ in range(12):
         fusion_step(net, opt, batch)
     last = {k: v.item() for k, v in fusion_losses(net, batch).items()}
     assert set(first) == {"caption", "vqa"}
