@@ -7,6 +7,7 @@ from dataclasses import replace
 import pytest
 import torch
 
+from benchmarks.train import image_copies_per_row
 import vlp
 from vlp import train as train_module
 from vlp.data import WorldBatches, build_tokenizer
@@ -70,15 +71,12 @@ def test_rows_that_share_an_image_give_the_losses_of_repeated_images(batch, monk
         shared_calls.append(image_rows is not None and len(image_tokens) < len(ids))
         return real(ids, image_tokens, *args, image_rows=image_rows, **kwargs)
 
-    def repeated(ids, image_tokens, *args, image_rows=None, **kwargs):
-        return real(ids, image_tokens if image_rows is None else image_tokens[image_rows], *args, **kwargs)
-
     step = lambda: losses_and_gradients(net, batch, itm_negatives)
+    with image_copies_per_row(net, True):  # the step before sharing, as `bench train` times it
+        copies, copies_grads = step()
     monkeypatch.setattr(net.decoder, "forward", counting)
     shared, shared_grads = step()
     assert shared_calls == [True, False, True]  # ITM and VQA share; a caption per image has nothing to share
-    monkeypatch.setattr(net.decoder, "forward", repeated)
-    copies, copies_grads = step()
     assert shared == pytest.approx(copies, abs=1e-5)
     for g, gc in zip(shared_grads, copies_grads):
         torch.testing.assert_close(g, gc, atol=1e-5, rtol=1e-4)
