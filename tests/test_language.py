@@ -72,6 +72,14 @@ def read(question: str, objects) -> str:
     """Answer a question in any family from the scene's objects (the canonical templates too)."""
     q = normalise(question)
     count = lambda phrase: sum(1 for _ in _matching(phrase, objects))  # noqa: E731
+    if m := re.fullmatch(r"(?:what|what shape|which shape) is next to the (.+)", q):
+        ref = _the(m[1], objects)
+        if isinstance(ref, str):
+            return ref
+        others = sorted((o for o in objects if o is not ref), key=lambda o: (o.x - ref.x) ** 2 + (o.y - ref.y) ** 2)
+        dist = [((o.x - ref.x) ** 2 + (o.y - ref.y) ** 2) ** 0.5 for o in others]
+        assert len(others) == 1 or dist[0] <= 0.6 * dist[1], f"'{q}': no one object is clearly nearest"
+        return others[0].shape
     if m := re.fullmatch(rf"(?:what|what shape|which shape) is ({REL}) the (.+)", q):
         ref = _the(m[2], objects)
         if isinstance(ref, str):
@@ -110,7 +118,7 @@ def sample():
 
 def test_every_family_is_answered_right(sample):
     rng = np.random.default_rng(0)
-    answers = defaultdict(Counter)
+    answers, questions = defaultdict(Counter), defaultdict(list)
     for scene in sample:
         for family in world.FAMILIES:
             canonical = world.sample_question(scene, rng)[:2]
@@ -121,6 +129,7 @@ def test_every_family_is_answered_right(sample):
             assert read(question, scene.objects) == answer, (family, question, scene.to_dict())
             assert answer in world.answer_set()
             answers[family][answer] += 1
+            questions[family].append(question)
     assert set(answers) == set(world.FAMILIES)
     # varied answers: every place, both yes and no, every count, absent shapes, colours and pairs
     assert set(answers["where"]) == set(world.WHERE_ANSWERS)
@@ -128,6 +137,8 @@ def test_every_family_is_answered_right(sample):
         assert set(answers[family]) == {"yes", "no"}
     assert set(answers["how_many"]) == set(world.COUNT_WORDS)
     assert len(answers["absent"]) > 25
+    asked = [q for q in questions["what_rel"] if "next to" in q]
+    assert 0.1 < len(asked) / len(questions["what_rel"]) < 0.4, "'what is next to …' is one relation in five"
 
 
 def test_an_absent_referent_gets_there_is_no():

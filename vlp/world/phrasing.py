@@ -21,6 +21,9 @@ COUNT_ENDINGS = ("are there", "are in the picture", "are in the image", "do you 
 # Where an object is: its centre's third of the canvas, across and down; a centre within
 # WHERE_CLEAR of a third's edge is not asked about (no borderline answers).
 WHERE_CLEAR = 0.03
+# "next to" names the only other object, or the nearest when its centre is at most this share of
+# the second nearest's distance away (no borderline answers)
+NEXT_TO_CLEAR = 0.6
 WHERE_ANSWERS = ("top left", "top", "top right", "left", "middle", "right", "bottom left", "bottom", "bottom right")
 
 
@@ -160,15 +163,32 @@ def _where(scene, rng):
     return _pick(rng, ("where is the {}?", "where is the {} in the picture?")).format(ref), place
 
 
+def next_to(scene: Scene, obj: Obj) -> Obj | None:
+    """The object next to `obj`: the only other one, or the nearest when it is clearly nearest
+    (centre distance at most NEXT_TO_CLEAR of the second nearest's); else None."""
+    others = sorted((o for o in scene.objects if o is not obj), key=lambda o: np.hypot(o.x - obj.x, o.y - obj.y))
+    if len(others) == 1:
+        return others[0]
+    if len(others) > 1:
+        near, second = (np.hypot(o.x - obj.x, o.y - obj.y) for o in others[:2])
+        if near <= NEXT_TO_CLEAR * second:
+            return others[0]
+    return None
+
+
 def _what_rel(scene, rng):
     ref_obj = _pick(rng, scene.objects)
-    rel = _pick(rng, tuple(RELATIONS))
-    others = [o for o in scene.objects if RELATIONS[rel](o, ref_obj)]
+    rel = _pick(rng, (*RELATIONS, "next"))
+    if rel == "next":
+        found = next_to(scene, ref_obj)
+        others, words = ([] if found is None else [found]), ("next to",)
+    else:
+        others, words = [o for o in scene.objects if RELATIONS[rel](o, ref_obj)], REL_SYNONYMS[rel]
     ref = _refer(scene, ref_obj, rng)
     if len(others) != 1 or ref is None:
         return None
     form = _pick(rng, ("what is {r} the {x}?", "what shape is {r} the {x}?", "which shape is {r} the {x}?"))
-    return form.format(r=_pick(rng, REL_SYNONYMS[rel]), x=ref), others[0].shape
+    return form.format(r=_pick(rng, words), x=ref), others[0].shape
 
 
 def _relation(scene, rng):
@@ -230,5 +250,5 @@ def phrasing_words() -> set[str]:
     text = " ".join([*NOUNS, *COUNT_ENDINGS, *WHERE_ANSWERS, *(w for ws in SIZE_SYNONYMS.values() for w in ws),
                      *(p for ps in REL_SYNONYMS.values() for p in ps), *(n + "s" for n in NOUNS),
                      "what is the color of which shape how big size or are there any is there a an where in",
-                     "there is no", "the picture"])
+                     "there is no", "the picture", "next to"])
     return set(text.split())
