@@ -24,6 +24,11 @@ WHERE_CLEAR = 0.03
 # "next to" names the only other object, or the nearest when its centre is at most this share of
 # the second nearest's distance away (no borderline answers)
 NEXT_TO_CLEAR = 0.6
+# "what is under the red circle?" with nothing under it is asked (answer "nothing") in this share of
+# the tries that find nothing so placed: such tries are common, and this makes about one what_rel
+# answer in six "nothing", so named shapes stay most of the answers
+NOTHING_SHARE = 0.06
+NOTHING = "nothing"
 WHERE_ANSWERS = ("top left", "top", "top right", "left", "middle", "right", "bottom left", "bottom", "bottom right")
 
 
@@ -36,7 +41,7 @@ def phrase_answers() -> list[str]:
     """The answers of the extension that are not one of the canonical one-word answers."""
     absent = [absent_answer(None, s) for s in SHAPES] + [absent_answer(c, None) for c in COLORS]
     absent += [absent_answer(c, s) for c, s in ALL_PAIRS]
-    return list(WHERE_ANSWERS) + absent
+    return list(WHERE_ANSWERS) + [NOTHING] + absent
 
 
 def where(obj: Obj) -> str | None:
@@ -185,10 +190,11 @@ def _what_rel(scene, rng):
     else:
         others, words = [o for o in scene.objects if RELATIONS[rel](o, ref_obj)], REL_SYNONYMS[rel]
     ref = _refer(scene, ref_obj, rng)
-    if len(others) != 1 or ref is None:
+    nothing = not others and (rel != "next" or len(scene.objects) == 1)
+    if ref is None or not (len(others) == 1 or (nothing and rng.random() < NOTHING_SHARE)):
         return None
     form = _pick(rng, ("what is {r} the {x}?", "what shape is {r} the {x}?", "which shape is {r} the {x}?"))
-    return form.format(r=_pick(rng, words), x=ref), others[0].shape
+    return form.format(r=_pick(rng, words), x=ref), others[0].shape if others else NOTHING
 
 
 def _relation(scene, rng):
@@ -250,5 +256,5 @@ def phrasing_words() -> set[str]:
     text = " ".join([*NOUNS, *COUNT_ENDINGS, *WHERE_ANSWERS, *(w for ws in SIZE_SYNONYMS.values() for w in ws),
                      *(p for ps in REL_SYNONYMS.values() for p in ps), *(n + "s" for n in NOUNS),
                      "what is the color of which shape how big size or are there any is there a an where in",
-                     "there is no", "the picture", "next to"])
+                     "there is no", "the picture", "next to", NOTHING])
     return set(text.split())
