@@ -48,11 +48,18 @@ def answer(model, image, question: str, known: KnownScenes | None = None, batche
     question = check_text(question, "question", MAX_QUESTION_CHARS)
     img, said, top = batcher.call(answers, (image, question), model)
     scores = {word.strip() or "(end of answer)": float(p) for word, p in top}
-    truth = known.true_answer(img, question) if known else None
-    note = ""
-    if truth is not None:
-        note = f"✓ Right: the answer is **{truth}**." if said.strip() == truth else f"✗ The true answer is **{truth}**."
-    return AnswerResult(said, scores, note or domain_note(model, img))
+    return AnswerResult(said, scores, _judged(known, img, question, said) or domain_note(model, img))
+
+
+def _judged(known: KnownScenes | None, img, question: str, said: str) -> str:
+    """Markdown: the answer against the truth when the demo drew the scene; else empty."""
+    if known is None or known.find(img) is None:
+        return ""
+    truth = known.true_answer(img, question)
+    if truth is None:
+        return ("Not judged: in this scene no one answer is right (more than one object fits the question's "
+                "words, or Shapes World's questions never ask it this way).")
+    return f"✓ Right: the answer is **{truth}**." if said.strip() == truth else f"✗ The true answer is **{truth}**."
 
 
 def answers(items: list[tuple], model) -> list[tuple]:
@@ -78,8 +85,7 @@ def known_words(model) -> str:
 
 
 def example_questions(image, known: KnownScenes, n: int = 5) -> list[str]:
-    """Questions about the scene when the demo drew it (remembering their answers), else
-    generic Shapes World questions."""
+    """Questions about the scene when the demo drew it, else generic Shapes World questions."""
     try:
         if isinstance(image, str) and not known.might_know(image):
             return list(GENERIC_QUESTIONS)
@@ -98,7 +104,6 @@ def example_questions(image, known: KnownScenes, n: int = 5) -> list[str]:
         asked.setdefault(q, a)
         if len(asked) == n:
             break
-    known.remember_answers(img, asked)
     return list(asked)
 
 

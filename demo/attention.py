@@ -24,6 +24,7 @@ from vlp.limits import check_text
 from demo import draw
 from demo.inputs import (PRIVATE, QUEUED, QUEUED_PRIVATE, checked_image, domain_note, notice, number_slider,
                          one_message, safe)
+from demo.pictures import picture_output
 from demo.scenes import pixel_key
 
 MAX_GRID_PANELS = 40  # more layers x (heads + mean) than this: the grid shows one layer at a time
@@ -200,8 +201,8 @@ def draw_attention(maps: AttentionMaps, layer: int = 1, head: int = 0, all_heads
 
 def _picture(label: str, elem_id: str, visible: bool = True, height: int | None = None) -> gr.Image:
     """An output image for a drawn figure (its title is in the picture)."""
-    return gr.Image(label=label, show_label=False, type="pil", format="png", interactive=False, elem_id=elem_id,
-                    buttons=["download", "fullscreen"], visible=visible, height=height)
+    return picture_output(gr.Image(label=label, show_label=False, type="pil", format="png", interactive=False,
+                                   elem_id=elem_id, buttons=["download", "fullscreen"], visible=visible, height=height))
 
 
 def _need(maps: AttentionMaps | None) -> AttentionMaps:

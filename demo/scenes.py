@@ -35,13 +35,12 @@ def pixel_key(image: Image.Image) -> str:
 
 
 class KnownScenes:
-    """Scenes the demo drew (examples, random scenes), found again by their pixels, with the
-    true answers of the questions the demo suggested for them. Safe to share between requests."""
+    """Scenes the demo drew (examples, random scenes), found again by their pixels, so that a
+    question typed about one can be judged (`world.true_answer`). Safe to share between requests."""
 
     def __init__(self, limit: int = 2000):
         self.limit = limit
         self._scenes: OrderedDict[str, tuple[world.Scene, str]] = OrderedDict()
-        self._answers: dict[str, dict[str, str]] = {}  # key -> {question: true answer}
         self._sizes: set[tuple[int, int]] = set()  # (width, height) of every scene drawn
         self._lock = threading.Lock()
 
@@ -52,8 +51,7 @@ class KnownScenes:
             self._scenes[key] = (scene, name)
             self._scenes.move_to_end(key)
             while len(self._scenes) > self.limit:
-                old, _ = self._scenes.popitem(last=False)
-                self._answers.pop(old, None)
+                self._scenes.popitem(last=False)
 
     def might_know(self, path) -> bool:
         """False when the image file's size (read from its header) is that of no scene drawn here,
@@ -65,13 +63,10 @@ class KnownScenes:
         with self._lock:
             return self._scenes.get(pixel_key(image))
 
-    def remember_answers(self, image: Image.Image, answers: dict[str, str]) -> None:
-        with self._lock:
-            self._answers.setdefault(pixel_key(image), {}).update(answers)
-
     def true_answer(self, image: Image.Image, question: str) -> str | None:
-        with self._lock:
-            return self._answers.get(pixel_key(image), {}).get(question)
+        """The true answer when the demo drew this image and the question has one; else None."""
+        found = self.find(image)
+        return None if found is None else world.true_answer(found[0], question)
 
 
 def example_files() -> list[Path]:

@@ -22,6 +22,7 @@ from demo import draw
 from demo.gallery import Gallery
 from demo.inputs import (PRIVATE, QUEUED, QUEUED_PRIVATE, checked_image, domain_note, notice, number_slider,
                          one_message, safe, without_path)
+from demo.pictures import picture_output
 
 ADD_BATCH = 4  # most files decoded and embedded at a time (fewer when they are large: `add_batches`)
 
@@ -206,8 +207,9 @@ def build_search_tab(model, image: gr.Image, gallery: Gallery, page: gr.Blocks) 
                                  if itm else "this model has no ITM head")
             image_search_btn = gr.Button("Search with the image on the left")
         results_md = gr.Markdown(elem_id="results-summary")
-        results = gr.Gallery(label="Results", columns=4, elem_id="results", height="auto", object_fit="contain",
-                             format="png", elem_classes="pixelated", allow_preview=True)
+        results = picture_output(gr.Gallery(label="Results", columns=4, elem_id="results", height="auto",
+                                            object_fit="contain", format="png", elem_classes="pixelated",
+                                            allow_preview=True))
         with gr.Accordion("Add your own images (only you see them)", open=False):
             files = gr.File(file_count="multiple", file_types=["image"], type="filepath", label="Images")
             add_btn = gr.Button("Add to my search")

@@ -245,7 +245,7 @@ def test_bad_questions(model, question, message):
         ask.answer(model, str(EXAMPLE), question)
 
 
-def test_example_questions_remember_the_scenes_true_answers(model, known):
+def test_example_questions_are_judged_by_the_scenes_truth(model, known):
     questions = ask.example_questions(str(EXAMPLE), known)
     assert len(questions) == 5 and len(set(questions)) == 5
     # The world's answer to each question, found apart from the demo: an answer is a function of
@@ -263,13 +263,16 @@ def test_example_questions_remember_the_scenes_true_answers(model, known):
 
 
 def test_answer_verdict_against_the_true_answer(known):
-    image = load_image(EXAMPLE)
-    known.remember_answers(image, {"how many shapes are there?": "two"})  # a blue circle and an orange square
+    # a blue circle and an orange square; any question typed in the world's grammar is judged
     right = ask.answer(Stub("two"), str(EXAMPLE), "how many shapes are there?", known)
     assert right.answer == "two" and right.verdict == "✓ Right: the answer is **two**."
-    wrong = ask.answer(Stub("three"), str(EXAMPLE), "how many shapes are there?", known)
+    wrong = ask.answer(Stub("three"), str(EXAMPLE), "How many things do you see", known)
     assert wrong.verdict == "✗ The true answer is **two**."
-    assert ask.answer(Stub("two"), str(EXAMPLE), "is there a red square?", known).verdict == ""  # never asked
+    assert ask.answer(Stub("yes"), str(EXAMPLE), "is there a red square?", known).verdict == "✗ The true answer is **no**."
+    absent = ask.answer(Stub("there is no triangle"), str(EXAMPLE), "what colour is the triangle", known)
+    assert absent.verdict == "✓ Right: the answer is **there is no triangle**."
+    assert ask.answer(Stub("blue"), str(EXAMPLE), "what color is the shape?", known).verdict.startswith("Not judged")
+    assert ask.answer(Stub("two"), Image.new("RGB", (64, 64), "white"), "how many shapes are there?", known).verdict == ""
 
 
 # ----------------------------------------------------------------------------- search

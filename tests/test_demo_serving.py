@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from pathlib import Path
 
 import gradio as gr
 import httpx
@@ -13,7 +14,7 @@ from gradio_client import Client, handle_file
 from gradio_client.exceptions import AppError
 from PIL import Image
 
-from demo import ui
+from demo import pictures, ui
 from demo.scenes import example_files
 from vlp.limits import MAX_ADD_FILES
 
@@ -154,6 +155,28 @@ def test_uploads_are_images_and_few_per_request(app_server):
 def test_the_cache_is_cleaned(app_server):
     every, age = ui.DELETE_CACHE
     assert app_server.demo.delete_cache == (every, age) and every <= 3600 and age <= 86400
+
+
+def test_pictures_reach_the_cache_as_whole_files(client, monkeypatch, tmp_path):
+    # Gradio's own PIL path rewrites a content-named cache file in place on every request that
+    # draws the same picture; gradio_client fetching it meanwhile read it truncated (issue 10)
+    from gradio import processing_utils
+
+    rewrites = []
+    monkeypatch.setattr(processing_utils, "save_pil_to_cache", lambda *a, **k: rewrites.append(a) or 1 / 0)
+    for _ in range(2):  # the same pictures twice: the second finds them in the cache
+        vision, _, rollout, *_ = client.predict(handle_file(EXAMPLE), "", 3, 0, False, api_name="/attention")
+        results, _ = client.predict("a red circle", None, 4, False, None, api_name="/search")
+    assert not rewrites
+    assert Image.open(vision).size == Image.open(rollout).size and len(results) == 4
+    assert all(Image.open(r["image"]).mode == "RGB" for r in results)
+
+    same = Image.new("RGB", (8, 8), "red")
+    first = pictures.png_file(same, tmp_path)
+    with open(first, "rb") as reader:  # a reader of the old file keeps reading it whole
+        assert pictures.png_file(same, tmp_path) == first
+        assert Image.open(reader).getpixel((0, 0)) == (255, 0, 0)
+    assert [p.name for p in tmp_path.iterdir()] == [Path(first).name]  # no staging file left
 
 
 # ----------------------------------------------------------------------------- the log

@@ -12,7 +12,8 @@ function of that dict, so every answer the model gives can be checked.
 
 One module a concern: `scene` (objects, scenes, JSON, relations, seeded splits), `draw`
 (colours, rendering), `language` (captions, parsing, near misses), `questions` (templates,
-answers, the vocabulary), `phrasing` (questions in people's words, by family), `likeness` (how much an image looks like a scene), `cli` (the
+answers, the vocabulary), `phrasing` (questions in people's words, by family), `reading` (the true answer to a typed
+question), `likeness` (how much an image looks like a scene), `cli` (the
 `python -m vlp world` command).
 """
 from vlp.world.draw import COLOR_RGB, object_colors, render, render_array, scene_image, scene_items
@@ -34,6 +35,7 @@ from vlp.world.language import (
 from vlp.world.likeness import Likeness, likeness
 from vlp.world.phrasing import FAMILIES, WHERE_ANSWERS, absent_answer, sample_phrased, where
 from vlp.world.questions import QUESTION_TYPES, all_answers, answer_set, question_types, sample_question, vocabulary
+from vlp.world.reading import true_answer
 from vlp.world.scene import (
     COLORS,
     HELD_OUT,
