@@ -65,7 +65,41 @@ def resnet_64() -> nn.Module:
     return net
 
 
-class VisualLanguagePretrain(nn.Module):
+def match_head(in_dim: int, fusion: str, hidden: int) -> nn.Module:
+    """[u; v] → one score: one linear layer (the textbook) or, with fusion="mlp", a hidden layer first."""
+    if fusion == "linear":
+        return nn.Linear(in_dim, 1)
+    if fusion == "mlp":
+        return nn.Sequential(nn.Linear(in_dim, hidden), nn.ReLU(), nn.Linear(hidden, 1))
+    raise ValueError(f"fusion is 'linear' or 'mlp', not {fusion!r}")
+
+
+class LateFusion(nn.Module):
+    """Two towers, each pooled to one vector, concatenated, a head to a match score. Subclasses
+    give the towers (`encode_image`, `encode_text`) and set `match_head`."""
+
+    match_head: nn.Module
+
+    def encode_image(self, pixels: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def encode_text(self, ids: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def match_logits(self, pixels: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
+        """(B,) match scores before the sigmoid, one per (image, text) pair."""
+        return self.fuse(self.encode_image(pixels), self.encode_text(ids))
+
+    def fuse(self, image: torch.Tensor, text: torch.Tensor) -> torch.Tensor:
+        """Pooled vectors (B, image dim) and (B, text dim) → (B,) match scores before the sigmoid."""
+        return self.match_head(torch.cat([image, text], dim=-1)).squeeze(-1)  # [u; v]
+
+    def match(self, pixels: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
+        """(B,) probability that text i describes image i."""
+        return self.match_logits(pixels, ids).sigmoid()
+
+
+class VisualLanguagePretrain(LateFusion):
     """ResNet-18 + BERT-style text encoder, pooled, concatenated, one layer to a match score."""
 
     def __init__(self, config: ClassicConfig):
@@ -80,13 +114,7 @@ class VisualLanguagePretrain(nn.Module):
         image_dim, text_dim = 512, config.text_width
         self.image_head = nn.Linear(image_dim, len(CODES))  # pretraining: which objects the scene holds
         self.text_head = nn.Linear(text_dim, len(CODES))  # pretraining: which objects the sentence names
-        if config.fusion == "linear":
-            self.match_head = nn.Linear(image_dim + text_dim, 1)
-        elif config.fusion == "mlp":
-            self.match_head = nn.Sequential(
-                nn.Linear(image_dim + text_dim, config.hidden), nn.ReLU(), nn.Linear(config.hidden, 1))
-        else:
-            raise ValueError(f"fusion is 'linear' or 'mlp', not {config.fusion!r}")
+        self.match_head = match_head(image_dim + text_dim, config.fusion, config.hidden)
 
     def encode_image(self, pixels: torch.Tensor) -> torch.Tensor:
         """pixels (B, 3, 64, 64), normalised → the pooled image vector (B, 512)."""
@@ -96,17 +124,24 @@ class VisualLanguagePretrain(nn.Module):
         """ids (B, T), right-padded with 0 → the pooled text vector (B, text_width)."""
         return self.text_encoder(ids, ids != 0).embedding
 
-    def match_logits(self, pixels: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
-        """(B,) match scores before the sigmoid, one per (image, text) pair."""
-        return self.fuse(self.encode_image(pixels), self.encode_text(ids))
 
-    def fuse(self, image: torch.Tensor, text: torch.Tensor) -> torch.Tensor:
-        """Pooled vectors (B, 512) and (B, text_width) → (B,) match scores before the sigmoid."""
-        return self.match_head(torch.cat([image, text], dim=-1)).squeeze(-1)  # [u; v] (B, 512 + text_width)
+class FrozenTowers(LateFusion):
+    """Late fusion on a pretrained vlp model's own encoders, frozen: its ITC embeddings (the ViT's
+    class token and the text encoder's end token, projected and normalised) are the pooled
+    vectors; only the head learns. Beside a cross-attention decoder trained on the same frozen
+    ViT, it compares the two fusions with the same pretrained start."""
 
-    def match(self, pixels: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
-        """(B,) probability that text i describes image i."""
-        return self.match_logits(pixels, ids).sigmoid()
+    def __init__(self, net: VLP, fusion: str = "mlp", hidden: int = 256):
+        super().__init__()
+        self.net = net.requires_grad_(False)
+        self.pad_id = net.pad_id
+        self.match_head = match_head(net.config.vision.embed_dim + net.config.text.embed_dim, fusion, hidden)
+
+    def encode_image(self, pixels: torch.Tensor) -> torch.Tensor:
+        return F.normalize(self.net.encode_image(pixels).embedding.float(), dim=-1)
+
+    def encode_text(self, ids: torch.Tensor) -> torch.Tensor:
+        return F.normalize(self.net.encode_text(ids).embedding.float(), dim=-1)
 
 
 def new_classic(tokenizer: Tokenizer, fusion: str = "linear") -> VisualLanguagePretrain:
@@ -157,7 +192,7 @@ def _pairs(batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
     return ids, torch.cat([torch.ones(b), torch.zeros(b)])
 
 
-def match_step(model: VisualLanguagePretrain, optimizer, batch: Batch) -> float:
+def match_step(model: LateFusion, optimizer, batch: Batch) -> float:
     """Joint matching: each image's text is a true pair, its near miss (one attribute or the
     relation changed) a false one; binary cross-entropy, both kinds weighing the same."""
     ids, labels = _pairs(batch)
@@ -246,7 +281,7 @@ def vlp_match(net: VLP):
 
 
 @torch.no_grad()
-def additive_gap(model: VisualLanguagePretrain, pixels: torch.Tensor, ids_a: torch.Tensor,
+def additive_gap(model: LateFusion, pixels: torch.Tensor, ids_a: torch.Tensor,
                  ids_b: torch.Tensor) -> torch.Tensor:
     """For each image, score(image, text a) − score(image, text b), before the sigmoid; the
     texts are one pair (1, T) each. With fusion="linear" every image gets the same gap: the
