@@ -21,6 +21,7 @@ def generate(
     max_new_tokens: int = 30,
     num_beams: int = 1,
     use_cache: bool = True,
+    reads: torch.Tensor | None = None,
 ) -> list[list[int]]:
     """Continue each prompt (a list of ids starting with [BOS]) against its image.
 
@@ -29,6 +30,8 @@ def generate(
         num_beams: 1 for greedy; more for beam search (scores normalised by length).
         use_cache: keep keys and values between steps (the fast path); False recomputes the
             whole sequence each step, for comparison.
+        reads: (vocab,) the id the decoder reads for each id written (default: itself), e.g.
+            colour words read as [UNK] (lesson 7); the ids returned are the ones written.
     Returns:
         the new ids of each row, up to and without [EOS].
     """
@@ -49,7 +52,8 @@ def generate(
     lengths = torch.zeros(b * k, device=ids.device)
     caches = decoder.new_caches() if use_cache else None
 
-    step_ids, step_pos = ids, positions
+    read = (lambda t: t) if reads is None else (lambda t: reads.to(t.device)[t])  # noqa: E731
+    step_ids, step_pos = read(ids), positions
     for _ in range(max_new_tokens):
         logits = decoder(step_ids, image_tokens, keep=keep if padded else None, positions=step_pos,
                          caches=caches).logits[:, -1]
@@ -74,7 +78,7 @@ def generate(
         positions = torch.cat([positions, new_pos], 1)
         if finished.all():
             break
-        step_ids, step_pos = (token[:, None], new_pos) if use_cache else (ids, positions)
+        step_ids, step_pos = (read(token[:, None]), new_pos) if use_cache else (read(ids), positions)
 
     best = (scores / lengths.view(b, k).clamp(min=1)).argmax(-1)  # length-normalised
     rows = ids[torch.arange(b, device=ids.device) * k + best, width:].tolist()

@@ -138,11 +138,13 @@ class VLP(nn.Module):
         return losses
 
     def lm_loss(self, ids: torch.Tensor, image_tokens: torch.Tensor, predict: torch.Tensor,
-                image_rows: torch.Tensor | None = None) -> torch.Tensor:
+                image_rows: torch.Tensor | None = None, reads: torch.Tensor | None = None) -> torch.Tensor:
         """Next-token cross-entropy where `predict` marks the tokens to be predicted; row i reads
-        image image_rows[i] (default: image i)."""
+        image image_rows[i] (default: image i). `reads`: what the decoder reads in place of
+        `ids` (default: `ids`), e.g. with some words hidden (`vlp.word_dropout`)."""
         # position t predicts token t + 1
-        logits = self.decoder(ids[:, :-1], image_tokens, image_rows=image_rows).logits  # (B, L − 1, vocab)
+        inputs = ids if reads is None else reads
+        logits = self.decoder(inputs[:, :-1], image_tokens, image_rows=image_rows).logits  # (B, L − 1, vocab)
         targets = ids[:, 1:].masked_fill(~predict[:, 1:], -100)  # (B, L − 1); -100: not a target
         return F.cross_entropy(logits.flatten(0, 1).float(), targets.flatten(), ignore_index=-100)
 
