@@ -211,7 +211,8 @@ def build_search_tab(model, image: gr.Image, gallery: Gallery, page: gr.Blocks) 
                                             object_fit="contain", format="png", elem_classes="pixelated",
                                             allow_preview=True))
         with gr.Accordion("Add your own images (only you see them)", open=False):
-            files = gr.File(file_count="multiple", file_types=["image"], type="filepath", label="Images")
+            files = gr.File(file_count="multiple", file_types=["image"], type="filepath", label="Images",
+                            elem_id="add-files")
             add_btn = gr.Button("Add to my search")
             add_md = gr.Markdown()
         own = gr.State(None)

@@ -89,6 +89,26 @@ def test_a_file_that_is_not_an_image_is_said_once(browser, app_server, tmp_path)
 
 
 @pytest.mark.timeout(300)
+def test_adding_a_file_that_is_not_an_image_says_so_once(browser, app_server, tmp_path):
+    from playwright.sync_api import expect
+
+    notes = tmp_path / "notes.txt"
+    notes.write_text("not a picture")
+    page = _open(browser, app_server, 1400, 1000)
+    try:
+        page.get_by_role("tab", name="Search").first.click()
+        page.get_by_text("Add your own images").click()
+        page.locator("#add-files input[type=file]").set_input_files(str(notes))
+        toast = page.locator(".toast-body")
+        expect(toast).to_contain_text("notes.txt", timeout=WAIT_MS)  # the component refuses it; the upload route too
+        expect(toast).to_contain_text("image", timeout=WAIT_MS)
+        page.wait_for_timeout(1000)  # any later toast would have come by now
+        assert toast.count() == 1
+    finally:
+        page.close()
+
+
+@pytest.mark.timeout(300)
 def test_a_photo_gets_the_models_notice_under_the_image(browser, app_server, tmp_path):
     from playwright.sync_api import expect
 
