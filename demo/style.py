@@ -52,9 +52,16 @@ CSS = """
   #results .grid-wrap .grid-container { grid-template-columns: repeat(2, minmax(0, 1fr)) !important; }
 }
 /* a projector (or the "Large text" switch): text readable from the back of a room; see `_text_sizes` */
-@media (min-width: 1800px) { #header-row, #image-col, #tabs-col { PROJECTOR } }
+@media (min-width: 1800px) { #header-row, #image-col, #tabs-col { PROJECTOR } #text-map { TEXT_MAP } #text-map img {
+  TEXT_MAP_IMAGE } }
 /* the switch: ids twice, to win over the projector's rule, which Gradio's scoping makes more specific */
 html.vlp-large #header-row#header-row, html.vlp-large #image-col#image-col, html.vlp-large #tabs-col#tabs-col {
   LARGE }
+html.vlp-large #text-map#text-map { TEXT_MAP } html.vlp-large #text-map#text-map img { TEXT_MAP_IMAGE }
 """
-CSS = CSS.replace("PROJECTOR", _text_sizes(1.3)).replace("LARGE", _text_sizes(1.6))
+# the text self-attention table (520 px high on a laptop) grows with the text, its picture scaled up
+# with it (Gradio only ever scales pictures down): the numbers in its cells read from the back of a room
+TEXT_MAP_HEIGHT = 820
+CSS = (CSS.replace("PROJECTOR", _text_sizes(1.3)).replace("LARGE", _text_sizes(1.6))
+       .replace("TEXT_MAP_IMAGE", "object-fit: contain !important;")
+       .replace("TEXT_MAP", f"height: {TEXT_MAP_HEIGHT}px !important;"))

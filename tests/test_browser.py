@@ -259,5 +259,13 @@ def test_on_a_projector_the_text_is_large_and_the_header_leads_to_the_card(brows
         page.click("#about-btn")
         expect(page.get_by_role("tab", name="About")).to_have_attribute("aria-selected", "true", timeout=WAIT_MS)
         expect(page.get_by_text("VLP_CAPTIONER").first).to_be_visible(timeout=WAIT_MS)
+        # the text self-attention table grows with the text, its picture scaled up to fill it
+        page.locator("#examples button.gallery-item").nth(1).click()
+        page.get_by_role("tab", name="Attention").first.click()
+        page.click("#attention-btn")
+        page.wait_for_function(LOADED, arg="#text-map img", timeout=WAIT_MS)
+        shown = page.eval_on_selector("#text-map img", "i => [i.naturalHeight, i.getBoundingClientRect().height, "
+                                      "getComputedStyle(i).objectFit]")
+        assert shown[1] >= 800 and shown[2] == "contain" and shown[1] > shown[0], shown
     finally:
         page.close()
