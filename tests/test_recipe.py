@@ -82,11 +82,21 @@ def test_rows_that_share_an_image_give_the_losses_of_repeated_images(batch, monk
         torch.testing.assert_close(g, gc, atol=1e-5, rtol=1e-4)
 
 
-def test_the_recipe_step_in_bf16_gives_the_float32_losses(batch):
+def test_the_recipe_step_in_bf16_gives_the_float32_losses(batch, monkeypatch):
     """bf16 autocast with the explicit attention path: the same losses to bf16's precision."""
     net, _ = small_net()
     cfg = RECIPES["cpu"]
+    drawn, multinomial = [], torch.multinomial
+
+    def recorded(weights, n):  # the hard negatives fp32 draws, drawn again in bf16: its similarities differ
+        drawn.append(multinomial(weights, n))
+        return drawn[-1]
+
+    monkeypatch.setattr(torch, "multinomial", recorded)
     full = losses_of(net, batch, cfg.itm_negatives)
+    assert drawn  # the recipe's step draws hard negatives
+    replay = iter(list(drawn))
+    monkeypatch.setattr(torch, "multinomial", lambda weights, n: next(replay))
     prepare_for_training(net, CPU, cfg)
     with train_module.training_autocast(CPU, cfg):
         half = losses_of(net, batch, cfg.itm_negatives)
