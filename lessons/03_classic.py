@@ -17,10 +17,11 @@
 # that is a single detail wrong — and how does that compare with vlp's model, whose decoder
 # reads the sentence against every image token through cross-attention?
 #
-# **Time:** full run 2.1 min (127 s with `python lessons/run.py 3`; 2 cores, load average 1). The
-# quick run (`VLP_LESSON_QUICK=1`, CI) trains 12 steps of 8 scenes instead of 200 of 16 and
-# measures 40 scenes instead of 300: it checks the exact fact of section 5 (a linear head on
-# `[u; v]` is additive), and is far too short for the accuracy table to mean anything.
+# **Time:** full run 5.0 min (301 s with `python lessons/run.py 3`; 2 cores, load average 3, a
+# training beside it). The quick run (`VLP_LESSON_QUICK=1`, CI) trains 12 steps of 8 scenes
+# instead of 200 of 16 (and 6 instead of 300 of 32 in section 6) and measures 40 scenes instead
+# of 300: it checks the exact fact of section 5 (a linear head on `[u; v]` is additive), and is
+# far too short for the accuracy tables to mean anything.
 #
 # Everything comes from vlp: `vlp.baselines` (the classic model, its training steps and the
 # measurements), `vlp.model.VLP` (the cross-attention model), `vlp.data.WorldBatches` (Shapes
@@ -277,28 +278,30 @@ table(fused)
 # %% [markdown]
 # ## What the numbers show
 #
-# Measured in one full run on a quiet machine (127 s, load average 1; the figures above are the
-# run's own), and once at four times the budget (200 / 200 / 400 steps, 450 s), which changed
-# none of the readings below:
+# Measured in one full run (301 s, load average 3; the figures above are the run's own). An
+# earlier run at four times the budget of sections 2–4 (200 / 200 / 400 steps) changed none of
+# those readings.
 #
 # - **A linear head on `[u; v]` cannot match, and this is exact.** Over 300 images the score gap
-#   between a caption and its near miss had a spread of 8·10⁻⁸ (3·10⁻⁸ at four times the
-#   budget): the same on every picture. No amount of pretraining changes it; one hidden layer
-#   does (spread 2·10⁻³, now image-dependent).
-# - **The classic pretraining works, matching from scratch does not start in this budget.** The
-#   towers learnt their classification tasks (losses 0.66 → 0.16 for images, 0.75 → 0.14 for
-#   texts), but after 200 steps of 16 scenes all three matchers still say "no" to most pairs
-#   (true pairs judged right: linear 8 %, hidden layer 6 %, cross-attention 0 %), so their high
-#   near-miss columns come from that bias alone. The threshold-free columns (how often the true
-#   caption scores above its near miss) stay near chance for all three: 48–54 % for near misses,
-#   47–62 % for relation misses. The equal-budget comparison is therefore *not* shown by this
-#   lesson yet: it needs a budget where matching starts (vlp-tiny needed on the order of 100,000
-#   scenes, with ITC's hard negatives).
-# - **With a larger budget cross-attention does match, relations included**: vlp-tiny as shipped
-#   (640,000 scenes of pretraining, four objectives) gets 100 % of true pairs, near misses and
-#   relation near misses here.
-# - **Where is "where"?** Swapping a scene's two objects moved the ResNet's pooled vector 0.51 of
-#   the way to a different scene, vlp's patch tokens 0.83 and the ViT's class token 0.31. A CNN
+#   between a caption and its near miss had a spread of 6·10⁻⁸: the same on every picture. No
+#   amount of pretraining changes it; one hidden layer does (spread 9·10⁻⁴, now image-dependent).
+# - **From scratch, matching does not start in a lesson's budget.** The towers learnt their
+#   classification tasks (losses 0.66 → 0.15 for images, 0.79 → 0.14 for texts), but after 200
+#   steps of 16 scenes all three matchers of section 4 still say "no" to most pairs (true pairs
+#   judged right: linear 7 %, hidden layer 4 %, cross-attention 0 %), so their high near-miss
+#   columns come from that bias alone; the threshold-free columns stay near chance (46–54 % for
+#   near misses, 53–64 % for relation misses). vlp-tiny as shipped (640,000 scenes of
+#   pretraining, four objectives) gets 99.7–100 % in every column.
+# - **Given the same pretrained encoders, the two fusions part exactly where section 5 says
+#   (section 6).** Both trained 300 steps of 32 scenes on vlp-tiny's frozen encoders. Late fusion
+#   on the pooled ITC embeddings learnt the attributes fast: true pairs 94 %, caption above its
+#   attribute near miss 94 % — but caption above its *relation* near miss 55 %, chance, and
+#   relation misses judged false only 9 % of the time. The pooled vectors of "a red circle left of
+#   a blue square" and of its mirror are too close to part. Cross-attention, a new decoder on the
+#   same frozen ViT, learnt more slowly on attributes (87 %) but told relations apart 89 % of
+#   the time: it reads which patch holds which object.
+# - **Where is "where"?** Swapping a scene's two objects moved the ResNet's pooled vector 0.46 of
+#   the way to a different scene, vlp's patch tokens 0.78 and the ViT's class token 0.36. A CNN
 #   with zero padding keeps some sense of position, so the pooled vector does not lose it
 #   entirely; but it keeps less of it than the tokens vlp's decoder reads, and whatever remains
 #   is mixed into one vector that a small head must untangle, where the decoder's words attend
