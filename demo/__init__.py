@@ -11,8 +11,10 @@ components and wires its events.
 - `demo.search`    — the Search tab (and a visitor's own images)
 - `demo.attention` — the Attention tab
 - `demo.learn`     — the Learn tab (attention worked out by hand)
+- `demo.train`     — the Train tab; `demo.training` — its run (one per server, in a child process)
 - `demo.about`     — the About tab (model card) and the header line
 - `demo.draw`      — heatmaps, grids of heads and matrices as PIL images (matplotlib)
+- `demo.pictures`  — output pictures as whole PNG files (Gradio's own cache rewrites them in place)
 - `demo.ui`        — `build_demo` (the page from the tabs) and the launch limits
 - `demo.uploads`   — the upload route's limits Gradio has no setting for (file count, image types)
 

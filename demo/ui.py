@@ -40,6 +40,7 @@ from demo.learn import build_learn_tab
 from demo.scenes import EXAMPLES, KnownScenes, build_image_column
 from demo.search import build_search_tab
 from demo.style import CSS
+from demo.train import build_train_tab
 from demo.uploads import UploadLimit
 
 
@@ -109,6 +110,7 @@ def build_demo(model, gallery_spec: str = DEFAULT_GALLERY, cache_dir=None) -> De
                     build_search_tab(model, image, gallery, blocks)
                     build_attention_tab(model, image)
                     build_learn_tab()
+                    build_train_tab(model, image)
                     build_about_tab(model)
         about.click(lambda: gr.Tabs(selected="about"), None, [tabs], **PRIVATE).then(None, js=SHOW_TABS, **PRIVATE)
     readable_inputs(blocks)

@@ -25,6 +25,8 @@ MAX_PIXELS = 40_000_000  # larger images are refused from their header, before d
 MAX_UPLOAD_BYTES = 20 * 1024 * 1024  # 20 MiB: the demo's server refuses larger uploads
 MAX_ADD_FILES = 16  # most images one request adds to a visitor's search or uploads (40 MP each: ~6 s of 2 cores)
 MAX_OWN_IMAGES = 128  # most images one visitor's own search holds (a session)
+MAX_TRAIN_STEPS = 1000  # most steps of a run started from the demo's Train tab (32 scenes each)
+MAX_TRAIN_SECONDS = 600  # a Train tab run stops after this long, whatever its steps
 
 
 def whole_number(value, name: str, low: int, high: int) -> int:
