@@ -81,7 +81,7 @@ def build_train_tab(model, image: gr.Image) -> None:
         with gr.Row():
             size = gr.Radio(list(SIZES), value="micro", label="Model size", scale=1)
             steps = number_slider(SNAPSHOT_EVERY, MAX_TRAIN_STEPS, value=300, step=SNAPSHOT_EVERY,
-                                  label=f"Steps ({BATCH} scenes each)", scale=2)
+                                  label=f"Steps ({BATCH} scenes each)", scale=2, elem_id="train-steps")
             with gr.Column(scale=1, min_width=160):
                 start_btn = gr.Button("Start training", variant="primary", elem_id="train-start")
                 stop_btn = gr.Button("Stop", elem_id="train-stop")
@@ -94,7 +94,8 @@ def build_train_tab(model, image: gr.Image) -> None:
                                               elem_id="train-attention", scale=2))
         with gr.Row():
             question = gr.Textbox(value="how many shapes are there?", label="A question for both models", scale=3)
-            compare_btn = gr.Button("Caption and ask with both (the image on the left)", scale=1)
+            compare_btn = gr.Button("Caption and ask with both (the image on the left)", scale=1,
+                                    elem_id="train-compare-btn")
         compared = gr.Markdown(elem_id="train-compare")
 
     def tick(request: gr.Request):

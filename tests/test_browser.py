@@ -109,6 +109,27 @@ def test_adding_a_file_that_is_not_an_image_says_so_once(browser, app_server, tm
 
 
 @pytest.mark.timeout(300)
+def test_a_short_run_trains_in_the_browser_and_answers_beside_the_demos_model(browser, app_server):
+    from playwright.sync_api import expect
+
+    page = _open(browser, app_server, 1400, 1000)
+    try:
+        page.locator("#examples button.gallery-item").nth(1).click()
+        page.get_by_role("tab", name="Train").first.click()
+        page.locator("#train-steps input[type=number]").fill("25")
+        page.locator("#train-steps input[type=number]").press("Enter")
+        page.click("#train-start")
+        expect(page.locator("#train-status")).to_contain_text("step 25 of 25", timeout=WAIT_MS * 2)
+        expect(page.locator("#train-status")).to_contain_text("finished", timeout=WAIT_MS)
+        page.wait_for_function(LOADED, arg="#train-attention img", timeout=WAIT_MS)
+        expect(page.locator("#train-losses")).to_contain_text("caption", timeout=WAIT_MS)  # the plot's legend
+        page.click("#train-compare-btn")
+        expect(page.locator("#train-compare")).to_contain_text("the model you are training", timeout=WAIT_MS)
+    finally:
+        page.close()
+
+
+@pytest.mark.timeout(300)
 def test_a_photo_gets_the_models_notice_under_the_image(browser, app_server, tmp_path):
     from playwright.sync_api import expect
 
