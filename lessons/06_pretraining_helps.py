@@ -168,9 +168,9 @@ if not QUICK:
 #   can take in (63 % at 1 000, 61 % at 4 000). (An earlier vlp-tiny gave +6, +20 and +28 points:
 #   the shape of the curve depends on the pretrained model, the direction did not.)
 # - So the usual statement "pretraining matters most when labels are few" needs a budget
-#   beside it: at a fixed, small compute budget pretraining mattered *more* with 1 000 labels than with 250. (Not
-#   measured here: with a longer fine-tuning the scratch model should catch up first where labels
-#   are many.)
+#   beside it: at a fixed, small compute budget pretraining mattered *more* with 1 000 labels
+#   than with 250. (Not measured here: with a longer fine-tuning the scratch model should catch
+#   up first where labels are many.)
 # - The caveat above holds: vlp-tiny's pretraining included VQA, so its encoders were already
 #   shaped by questions like these.
 #
