@@ -48,7 +48,7 @@ CSS = """
   #scene-note, #examples { order: 2; }
   #tabs-col { order: 1; }
   #image { height: 220px !important; }
-  .tab-wrapper button { padding: 0 6px; font-size: var(--text-sm); }
+  .tab-wrapper button { padding: 0 4px; font-size: 11px; }
   #results .grid-wrap .grid-container { grid-template-columns: repeat(2, minmax(0, 1fr)) !important; }
 }
 /* a projector (or the "Large text" switch): text readable from the back of a room; see `_text_sizes` */
