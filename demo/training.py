@@ -142,7 +142,10 @@ class LiveRun:
         """Read the child's reports until it ends; load each snapshot. `view` is this run's: a
         run started after this one ended has its own, which this watcher never touches."""
         for line in process.stdout:
-            report = json.loads(line)
+            try:
+                report = json.loads(line)
+            except json.JSONDecodeError:  # a library's stray print: not a report
+                continue
             if "step" in report:
                 with self._lock:
                     view.status, view.step, view.seconds = "running", report["step"], report["seconds"]
