@@ -21,6 +21,7 @@ a test calls in its own loop; `match_accuracy` measures any scorer on the same p
 from __future__ import annotations
 
 import dataclasses
+from abc import ABC, abstractmethod
 from dataclasses import dataclass
 
 import numpy as np
@@ -74,17 +75,19 @@ def match_head(in_dim: int, fusion: str, hidden: int) -> nn.Module:
     raise ValueError(f"fusion is 'linear' or 'mlp', not {fusion!r}")
 
 
-class LateFusion(nn.Module):
+class LateFusion(nn.Module, ABC):
     """Two towers, each pooled to one vector, concatenated, a head to a match score. Subclasses
     give the towers (`encode_image`, `encode_text`) and set `match_head`."""
 
     match_head: nn.Module
 
+    @abstractmethod
     def encode_image(self, pixels: torch.Tensor) -> torch.Tensor:
-        raise NotImplementedError
+        """Normalised pixels (B, 3, H, W) → the pooled image vector (B, image dim)."""
 
+    @abstractmethod
     def encode_text(self, ids: torch.Tensor) -> torch.Tensor:
-        raise NotImplementedError
+        """ids (B, T), right-padded → the pooled text vector (B, text dim)."""
 
     def match_logits(self, pixels: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
         """(B,) match scores before the sigmoid, one per (image, text) pair."""
