@@ -31,9 +31,8 @@ import torch
 
 import vlp
 from vlp import world
-from vlp.data import WorldBatches
+from vlp.data import WorldBatches, scene_pixels
 from vlp.train import TrainConfig, fit
-from vlp.vision import normalise
 from vlp.word_dropout import caption_step, captions, hiding
 from vlp.world.scene import HELD_OUT, Scene
 
@@ -216,8 +215,7 @@ for name, hide in [("control", None), ("word dropout", colours)]:
 def writer(net, reads=None):
     """Greedy captions of scenes by `net`, reading its own words as `reads` says."""
     def write(scenes):
-        return captions(net, tok, normalise(torch.from_numpy(world.render_array(scenes, vision.image_size)), vision),
-                        reads)
+        return captions(net, tok, scene_pixels(scenes, vision), reads)
     return write
 
 

@@ -9,11 +9,10 @@ from tokenizers import models, normalizers, pre_tokenizers
 
 from vlp import world
 from vlp.api import VLPModel
-from vlp.data import WorldBatches, build_tokenizer, qa_rows
+from vlp.data import WorldBatches, build_tokenizer, qa_rows, scene_pixels
 from vlp.model import VLP, config_for
 from vlp.tokenizer import SPECIALS, Tokenizer
 from vlp.train import train_step
-from vlp.vision import normalise
 
 # The words of the vlp-tiny shipped before people's phrasings (its tokenizer.json), and its normaliser.
 OLD_WORDS = (", : ? a above an and are below blue circle circles color diamond diamonds green how image is large "
@@ -117,7 +116,7 @@ def test_a_short_run_on_the_new_data_learns_the_phrasings():
     data = WorldBatches("train", tok, net.config.vision, seed=5)
     rng = np.random.default_rng(9)
     fixed = world.scenes("val", 48)
-    pixels = normalise(torch.from_numpy(world.render_array(fixed, net.config.vision.image_size)), net.config.vision)
+    pixels = scene_pixels(fixed, net.config.vision)
     sets = {}
     for name, families in (("all", world.FAMILIES[1:]), ("taught only here", ("absent", "where"))):
         kept = [(made, i) for i, s in enumerate(fixed) for f in families

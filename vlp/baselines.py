@@ -31,10 +31,11 @@ import torchvision
 from torch import nn
 
 from vlp import world
+from vlp.data import scene_pixels
 from vlp.model import VLP, Batch
 from vlp.text import TextConfig, TextEncoder
 from vlp.tokenizer import Tokenizer
-from vlp.vision import VisionConfig, normalise
+from vlp.vision import VisionConfig
 
 # Every (shape, colour, size) an object can have: the classes of the unimodal pretraining.
 CODES = [(s, c, z) for s in world.SHAPES for c in world.COLORS for z in world.SIZES]
@@ -239,7 +240,7 @@ def match_pairs(split: str, n: int, vision: VisionConfig, seed: int = 11) -> Mat
         near.append(text)
     two = [i for i, s in enumerate(scenes) if len(s.objects) == 2]
     return MatchPairs(
-        pixels=normalise(torch.from_numpy(world.render_array(scenes, vision.image_size)), vision),
+        pixels=scene_pixels(scenes, vision),
         captions=[world.caption(s) for s in scenes],
         near_misses=near,
         relation_scenes=torch.tensor(two),
@@ -306,6 +307,6 @@ def swap_distance(encode, scenes: list[world.Scene], vision: VisionConfig) -> fl
     median ‖f(s) − f(swapped s)‖ / median ‖f(s) − f(next scene)‖ over two-object scenes.
     Near 0: the vector does not know which object is where."""
     two = [s for s in scenes if len(s.objects) == 2]
-    pix = lambda ss: normalise(torch.from_numpy(world.render_array(ss, vision.image_size)), vision)
-    f, g = encode(pix(two)).flatten(1), encode(pix([swapped(s) for s in two])).flatten(1)
+    f = encode(scene_pixels(two, vision)).flatten(1)
+    g = encode(scene_pixels([swapped(s) for s in two], vision)).flatten(1)
     return ((f - g).norm(dim=1).median() / (f - f.roll(1, 0)).norm(dim=1).median()).item()

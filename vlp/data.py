@@ -33,6 +33,11 @@ PHRASED_SHARE = 0.75  # of the first question per scene: a family of people's ph
 RELATION_FAMILIES = {"what_rel": 0.3, "relation": 0.3}
 
 
+def scene_pixels(scenes: list[world.Scene], vision: VisionConfig) -> torch.Tensor:
+    """The scenes drawn at the ViT's size and normalised for it: (B, 3, H, W) float."""
+    return normalise(torch.from_numpy(world.render_array(scenes, vision.image_size)), vision)
+
+
 def build_tokenizer() -> Tokenizer:
     return Tokenizer.from_words(world.vocabulary())
 

@@ -21,12 +21,13 @@ import torch.nn.functional as F
 from torch import nn
 
 from vlp import world
+from vlp.data import scene_pixels
 from vlp.generate import generate
 from vlp.layers import BlockCaches, Transformer, causal_mask
 from vlp.model import SIZES, VLP, Batch, config_for
 from vlp.text import DecoderOutput
 from vlp.tokenizer import Tokenizer
-from vlp.vision import VisionConfig, VisionOutput, VisionTransformer, normalise
+from vlp.vision import VisionConfig, VisionOutput, VisionTransformer
 
 
 @dataclass
@@ -173,7 +174,7 @@ def answers(net: VLP | PrefixLM, pixels: torch.Tensor, questions: list[str], tok
 def eval_scenes(split: str, n: int, vision: VisionConfig) -> tuple[list[world.Scene], torch.Tensor]:
     """The first `n` scenes of `split` and their pixels, normalised for the ViT."""
     scenes = world.scenes(split, n)
-    return scenes, normalise(torch.from_numpy(world.render_array(scenes, vision.image_size)), vision)
+    return scenes, scene_pixels(scenes, vision)
 
 
 def caption_accuracy(net: VLP | PrefixLM, scenes, pixels, tokenizer: Tokenizer, batch_size: int = 100) -> float:
