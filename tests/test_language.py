@@ -49,6 +49,22 @@ def test_every_family_is_answered_right(sample):
     assert 0.05 < nothing < 0.3, "'nothing' is a real answer, but named shapes are most"
 
 
+def test_relation_questions_ask_every_direction_with_yes_as_often_as_no():
+    # a random pair is in a vertical relation two times in five: drawn that way, "is the … below
+    # the …?" was mostly "no", and vlp-tiny learnt to say "no" to it (issue 11)
+    rng, said = np.random.default_rng(0), defaultdict(Counter)
+    for scene in world.scenes("train", 3000):
+        made = world.sample_phrased(scene, rng, "relation")
+        if made is None:  # one object
+            continue
+        question, answer = made
+        axis = "vertical" if re.search(r"\b(above|over|below|under)\b", question.lower()) else "horizontal"
+        said[axis][answer] += 1
+    for axis, answers in said.items():
+        assert sum(answers.values()) > 800
+        assert 0.45 < answers["yes"] / sum(answers.values()) < 0.55, (axis, answers)
+
+
 def test_an_absent_referent_gets_there_is_no():
     scene = Scene([Obj("circle", "red", "large", 0.25, 0.5), Obj("triangle", "blue", "small", 0.75, 0.5)])
     assert read("What colour is the square?", scene) == "there is no square"
