@@ -15,11 +15,15 @@ canonical figures above defined as before:
 - VQA per family of phrasings (one question per family on each of the first NATURAL_SCENES
   scenes; each answer is scored whole, which costs more), `natural_vqa_by_family`;
   a question the model cannot read (unknown words) counts as wrong;
+- relations per direction, `relation_by_direction`: "is the red circle below the blue square?"
+  for every ordered pair of objects and each of the four directions on the first
+  RELATION_SCENES scenes, every pair asked, so no direction hides behind another's share;
 - ITM on paraphrases with synonyms and count phrases, true and near miss, `itm_paraphrase_*`.
 """
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 from collections import defaultdict
 
@@ -31,6 +35,7 @@ from vlp.protocol import Model
 
 QUESTIONS_PER_SCENE = 5
 NATURAL_SCENES = 200  # scenes asked in people's phrasings: one question per family each (~180 a family)
+RELATION_SCENES = 100  # scenes asked every relation between every ordered pair (~400 questions a direction)
 
 
 def evaluate(model: Model, split: str = "test", n: int = 500, batch_size: int = 100) -> dict:
@@ -43,6 +48,7 @@ def evaluate(model: Model, split: str = "test", n: int = 500, batch_size: int = 
     if can.answer:
         out |= _vqa(model, scenes, images, batch_size)
         out |= _natural_vqa(model, scenes[:NATURAL_SCENES], images, batch_size)
+        out |= _relations_by_direction(model, scenes[:RELATION_SCENES], images, batch_size)
     if can.caption:
         out |= _captioning(model, scenes, images, captions, batch_size)
     if can.embed:
@@ -121,6 +127,22 @@ def _natural_vqa(model, scenes, images, batch_size) -> dict:
         "natural_vqa_questions": len(qs),
         "natural_vqa_by_family": {f: float(np.mean(per_family[f])) for f in world.FAMILIES if per_family[f]},
     }
+
+
+def _relations_by_direction(model, scenes, images, batch_size) -> dict:
+    qs = []  # (scene index, question, answer, direction)
+    for i, scene in enumerate(scenes):
+        for a, b in itertools.permutations(scene.objects, 2):
+            for direction, test in world.RELATIONS.items():
+                question = f"is the {a.color} {a.shape} {world.REL_WORDS[direction]} the {b.color} {b.shape}?"
+                qs.append((i, question, "yes" if test(a, b) else "no", direction))
+    predicted = []
+    for chunk in _batches(qs, batch_size):
+        predicted += model.answer_many([images[i] for i, *_ in chunk], [q for _, q, _, _ in chunk])
+    per_direction = defaultdict(list)
+    for (_, _, a, d), p in zip(qs, predicted):
+        per_direction[d].append(p == a)
+    return {"relation_by_direction": {d: float(np.mean(per_direction[d])) for d in world.RELATIONS if per_direction[d]}}
 
 
 def _captioning(model, scenes, images, captions, batch_size) -> dict:
