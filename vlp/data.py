@@ -7,7 +7,8 @@ The mix (docs/world.md, "vlp's extension"): texts for ITC/ITM are half canonical
 paraphrases (half of them with synonyms: 'a big red circle over …'), count phrases ('two
 circles') and one-object mentions. Two questions per scene: the first is in a random family of
 people's phrasings (PHRASED_SHARE of the time; vlp/world/phrasing.py), else canonical; the second
-favours relations, canonical or in a family that asks about them (RELATION_FAMILIES).
+is a relation question 60 % of the time, canonical or in a family that asks about relations
+(RELATION_FAMILIES), else like the first.
 """
 from __future__ import annotations
 
@@ -64,7 +65,6 @@ class WorldBatches:
         rng = np.random.default_rng([self.seed, step])
         start = int(rng.integers(0, 2**31 - batch_size))  # scenes are indexed; pick a fresh run of them
         scenes = world.scenes(self.split, batch_size, start=start)
-        pixels = torch.from_numpy(world.render_array(scenes, self.vision.image_size))
         texts, kinds, wrong = [], [], []
         for scene in scenes:
             text, kind, miss = self._describe(scene, rng)
@@ -74,7 +74,7 @@ class WorldBatches:
         qa, answer_mask, qa_images = self._questions(scenes, rng)
         captions = [world.caption(s) for s in scenes]
         return Batch(
-            pixels=normalise(pixels, self.vision),
+            pixels=scene_pixels(scenes, self.vision),
             texts=self._ids(texts),
             positives=torch.from_numpy(positives(scenes, texts, kinds, captions)),
             true_of=torch.from_numpy(true_of(scenes, texts, captions)),
@@ -108,8 +108,9 @@ class WorldBatches:
 
     def _questions(self, scenes, rng) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """`question_pairs` pairs of questions per scene: one in a family of people's phrasings
-        (PHRASED_SHARE of the time, else canonical of any type), one that favours relations
-        (canonical, or in a family that asks about relations: RELATION_FAMILIES).
+        (PHRASED_SHARE of the time, else canonical of any type); the other a relation question
+        60 % of the time where the scene has two objects (canonical, or in a family that asks
+        about relations: RELATION_FAMILIES), else like the first.
 
         Relations are the hardest questions (they bind two named objects to their positions),
         so they get more of the training signal.

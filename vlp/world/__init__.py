@@ -19,7 +19,6 @@ question), `likeness` (how much an image looks like a scene), `cli` (the
 from vlp.world.draw import COLOR_RGB, object_colors, render, render_array, scene_image, scene_items
 from vlp.world.language import (
     COUNT_WORDS,
-    REL_WORDS,
     Description,
     caption,
     caption_correct,
