@@ -28,9 +28,15 @@ PHRASED_SHARE = 0.75  # of the first question per scene: a family of people's ph
 # instead of the canonical template. The canonical relations say only "left of" and "above", so
 # "below", "under", "over" and colour-free references come from the families alone. Captions
 # teach left and right (they list objects left to right); up and down only the questions do.
-# At 0.3 what_rel (relation none) "is the … below the …?" was answered 77 % right; 250 more steps
-# at these shares took clear cases (0.3 apart) from 36-73 % to 91-92 %, at 0.3 each to 66-95 %.
-RELATION_FAMILIES = {"what_rel": 0.25, "relation": 0.5}
+# Three 5,000-step runs of the cpu recipe from random weights (issue 11; `relation_by_direction`,
+# balanced accuracy on 100 test scenes, above / below):
+#   what_rel 0.3 (the shipped vlp-tiny)               97.3 / 75.7 %
+#   what_rel 0.3, relation 0.3 (random pairs)          80.1 / 52.5 %
+#   what_rel 0.25, relation 0.5 (yes and no alike)     92.5 / 60.5 %
+# More "below" questions in the families did not teach "below"; the canonical template's share
+# of the relations is what went with learning up and down. The shipped mix stays until a lever
+# that teaches "below" is found.
+RELATION_FAMILIES = {"what_rel": 0.3}
 
 
 def scene_pixels(scenes: list[world.Scene], vision: VisionConfig) -> torch.Tensor:
