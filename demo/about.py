@@ -22,6 +22,13 @@ METRIC_NAMES = {  # metrics.json keys in words; unknown keys are shown as they a
     "itm_accuracy": "ITM accuracy",
     "itm_matched_accuracy": "ITM accuracy, matching pairs",
     "itm_near_miss_accuracy": "ITM accuracy, near misses",
+    "natural_vqa_accuracy": "VQA accuracy, people's phrasings",
+    "natural_vqa_questions": "questions in people's phrasings",
+    "natural_vqa_by_family": "VQA accuracy, phrasing",
+    "relation_by_direction": "relations, every pair (balanced accuracy)",
+    "itm_paraphrase_accuracy": "ITM accuracy, paraphrases",
+    "itm_paraphrase_true_accuracy": "ITM accuracy, true paraphrases",
+    "itm_paraphrase_near_miss_accuracy": "ITM accuracy, paraphrased near misses",
 }
 
 

@@ -63,3 +63,14 @@ def test_answers_are_always_answers_even_far_from_training(model):
     top = model.answer_scores(images[2], "how many shapes are there?", k=3)
     assert [w for w, _ in top][0] == world.COUNT_WORDS[len(world.sample_scene("test", 7).objects)]
     assert all(w in model.answers for w, _ in top) and sum(p for _, p in top) <= 1.0 + 1e-6
+
+
+def test_the_card_names_the_relations_its_metrics_say_it_reads_poorly(model):
+    from vlp.api import VLPModel
+
+    def limits(by_direction):
+        metrics = {"test": {"relation_by_direction": by_direction}}
+        return " ".join(VLPModel(model.net, model.tokenizer, metrics=metrics, device="cpu").card()["limits"])
+
+    assert "below 76%" in limits({"left": 0.99, "below": 0.757}) and "left" not in limits({"left": 0.99, "below": 0.757})
+    assert "poorly" not in limits({"left": 0.99, "below": 0.95})

@@ -70,6 +70,8 @@ class VLPModel(ModelBase):
         save_checkpoint(self.net, self.tokenizer, path, self.metrics, extra_config)
 
     def card(self) -> dict:
+        by_direction = (self.metrics.get("test") or {}).get("relation_by_direction", {})
+        weak = [f"{direction} {score:.0%}" for direction, score in by_direction.items() if score < 0.9]
         return {
             "name": self.spec,
             "description": "A vlp model pretrained from scratch on Shapes World: ViT image encoder, "
@@ -80,7 +82,8 @@ class VLPModel(ModelBase):
                 "It knows only Shapes World: circles, squares, triangles and diamonds in six colours and two sizes.",
                 "On a photo it still answers in shapes words; load real weights (openclip:…, blip:…) for photos.",
                 f"Its vocabulary has {len(self.tokenizer)} words; questions with other words are refused.",
-            ],
+            ] + ([f"It reads some relations poorly: {', '.join(weak)} right (balanced accuracy over every pair "
+                  "of the test split's scenes; 'is the red circle below the blue square?')."] if weak else []),
         }
 
     def vocabulary(self) -> list[str]:
