@@ -117,4 +117,4 @@ def build_header(model) -> gr.Button:
 
 def build_about_tab(model) -> None:
     with gr.Tab("About", id="about"):
-        gr.Markdown(card_markdown(model))
+        gr.Markdown(card_markdown(model), elem_id="about-card")

@@ -26,6 +26,7 @@ CSS = """
 #header { margin-bottom: 0; }
 #header-tools { justify-content: center; }
 .step-table { min-width: 200px; max-width: 100%; overflow-x: auto; }
+#about-card td:not(:first-child) { white-space: nowrap; }  /* a number never breaks across lines */
 /* search results: every tile in view (no inner scrolling) and its whole caption under the picture */
 #results .grid-wrap { height: auto !important; max-height: none !important; overflow: visible !important; }
 #results .thumbnail-item { aspect-ratio: auto !important; height: auto !important; display: flex;
