@@ -259,6 +259,14 @@ def test_on_a_phone_the_tabs_results_and_tables_fit(browser, app_server):
             assert header["x"] + header["width"] <= 390 + 1 or tables.nth(i).evaluate(
                 "e => [...e.querySelectorAll('*')].some(x => x.scrollWidth > x.clientWidth && "
                 "getComputedStyle(x).overflowX.match(/auto|scroll/))")  # cut off only where it scrolls
+        page.get_by_role("tab", name="About").click()
+        numbers = page.locator("#about-card td:nth-child(2)")
+        expect(numbers.first).to_be_visible(timeout=WAIT_MS)
+        # a number on one line ("0.995", never "0.9" over "95"), inside the screen
+        lines = numbers.evaluate_all("cells => cells.map(c => { const r = document.createRange(); "
+                                     "r.selectNodeContents(c); return r.getClientRects().length; })")
+        assert lines and all(n == 1 for n in lines), lines
+        assert all(box["x"] + box["width"] <= 390 + 1 for box in (numbers.nth(i).bounding_box() for i in range(3)))
     finally:
         page.close()
 
