@@ -3,6 +3,7 @@ import pytest
 
 import vlp
 from vlp import world
+from vlp.api import VLPModel
 from vlp.errors import BadText, UnknownWords
 from vlp.protocol import Model
 
@@ -66,8 +67,6 @@ def test_answers_are_always_answers_even_far_from_training(model):
 
 
 def test_the_card_names_the_relations_its_metrics_say_it_reads_poorly(model):
-    from vlp.api import VLPModel
-
     def limits(by_direction):
         metrics = {"test": {"relation_by_direction": by_direction}}
         return " ".join(VLPModel(model.net, model.tokenizer, metrics=metrics, device="cpu").card()["limits"])

@@ -7,8 +7,8 @@ The mix (docs/world.md, "vlp's extension"): texts for ITC/ITM are half canonical
 paraphrases (half of them with synonyms: 'a big red circle over …'), count phrases ('two
 circles') and one-object mentions. Two questions per scene: the first is in a random family of
 people's phrasings (PHRASED_SHARE of the time; vlp/world/phrasing.py), else canonical; the second
-is a relation question 60 % of the time, canonical or in a family that asks about relations
-(RELATION_FAMILIES), else like the first.
+is a relation question (RELATION_SHARE of the time), canonical or in a family that asks about
+relations (RELATION_FAMILIES), else like the first.
 """
 from __future__ import annotations
 
@@ -24,6 +24,7 @@ _CODES = {(s, c, z): i for i, (s, c, z) in enumerate(
     (s, c, z) for s in world.SHAPES for c in world.COLORS for z in world.SIZES)}
 _PAIRS = {(s, c): i for i, (s, c) in enumerate((s, c) for s in world.SHAPES for c in world.COLORS)}
 PHRASED_SHARE = 0.75  # of the first question per scene: a family of people's phrasings
+RELATION_SHARE = 0.6  # of the second, where the scene has two objects: a relation question
 # Of the relation questions of the second, these shares are asked in a family of people's phrasings
 # instead of the canonical template. The canonical relations say only "left of" and "above", so
 # "below", "under", "over" and colour-free references come from the families alone. Captions
@@ -115,8 +116,8 @@ class WorldBatches:
     def _questions(self, scenes, rng) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """`question_pairs` pairs of questions per scene: one in a family of people's phrasings
         (PHRASED_SHARE of the time, else canonical of any type); the other a relation question
-        60 % of the time where the scene has two objects (canonical, or in a family that asks
-        about relations: RELATION_FAMILIES), else like the first.
+        (RELATION_SHARE of the time, where the scene has two objects: canonical, or in a family
+        that asks about relations, RELATION_FAMILIES), else like the first.
 
         Relations are the hardest questions (they bind two named objects to their positions),
         so they get more of the training signal.
@@ -125,7 +126,7 @@ class WorldBatches:
         for i, scene in enumerate(scenes):
             types = world.question_types(scene)
             for _ in range(self.question_pairs):
-                hard = "relation" if "relation" in types and rng.random() < 0.6 else None
+                hard = "relation" if "relation" in types and rng.random() < RELATION_SHARE else None
                 for qtype in (None, hard):
                     question, answer, _ = world.sample_question(scene, rng, qtype)
                     family = None

@@ -114,6 +114,12 @@ def _readable(call, items: list, batch_size: int, refused) -> list:
     return out
 
 
+def _ask(model, images, qs: list[tuple], batch_size: int) -> list[str | None]:
+    """The model's answers to rows (image index, question, …); None where it cannot read one."""
+    return _readable(lambda chunk: model.answer_many([images[i] for i, *_ in chunk], [q for _, q, *_ in chunk]),
+                     qs, batch_size, refused=None)
+
+
 def _natural_vqa(model, scenes, images, batch_size) -> dict:
     qs = []  # (scene index, question, answer, family)
     for i, scene in enumerate(scenes):
@@ -123,8 +129,7 @@ def _natural_vqa(model, scenes, images, batch_size) -> dict:
             made = world.sample_phrased(scene, rng, family, canonical)
             if made is not None:
                 qs.append((i, *made, family))
-    predicted = _readable(lambda chunk: model.answer_many([images[i] for i, *_ in chunk], [q for _, q, _, _ in chunk]),
-                          qs, batch_size, refused=None)
+    predicted = _ask(model, images, qs, batch_size)
     per_family = defaultdict(list)
     for (_, _, a, f), p in zip(qs, predicted):
         per_family[f].append(p == a)
@@ -142,8 +147,7 @@ def _relations_by_direction(model, scenes, images, batch_size) -> dict:
             for direction, test in world.RELATIONS.items():
                 question = f"is the {a.color} {a.shape} {RELATION_WORDS[direction]} the {b.color} {b.shape}?"
                 qs.append((i, question, "yes" if test(a, b) else "no", direction))
-    predicted = _readable(lambda chunk: model.answer_many([images[i] for i, *_ in chunk], [q for _, q, _, _ in chunk]),
-                          qs, batch_size, refused=None)
+    predicted = _ask(model, images, qs, batch_size)
     right = defaultdict(list)  # (direction, answer) → right or not
     for (_, _, a, d), p in zip(qs, predicted):
         right[d, a].append(p is not None and p.strip() == a)
