@@ -513,7 +513,9 @@ def test_save_is_atomic(folder, tmp_path, monkeypatch):
 # Saves `SearchIndex.save` version after version, in processes the test kills. vlp.index
 # imports torch (through vlp.images), ~2 s a process; so this one imports it once and forks a
 # fresh saver for each line it reads, and the test kills that saver. Version v holds 20 + v % 7
-# items, every one with meta {"version": v}, and the caption "version v".
+# items, every one with meta {"version": v}, and the caption "version v". Each line is one
+# os.write: print makes a write per word when Python is unbuffered (PYTHONUNBUFFERED, as in CI),
+# and a kill between them left "saved 1001ended 9" for the test to wait on forever.
 INDEX_SAVER = """
 import os, sys
 import numpy as np
@@ -539,13 +541,13 @@ for line in sys.stdin:
                 index.add_embeddings(np.random.default_rng(version).standard_normal((rows, 8)), [{"version": version}] * rows)
                 index.add_texts([f"version {version}"])
                 index.save(sys.argv[1])
-                print("saved", version, flush=True)
+                os.write(1, f"saved {version}\\n".encode())  # one write: a kill never tears the line
         except BaseException:
             import traceback
             traceback.print_exc()
             os._exit(1)
-    print("pid", pid, flush=True)
-    print("ended", os.waitpid(pid, 0)[1], flush=True)
+    os.write(1, f"pid {pid}\\n".encode())
+    os.write(1, f"ended {os.waitpid(pid, 0)[1]}\\n".encode())
 """
 
 
