@@ -82,6 +82,49 @@ def test_an_absent_referent_gets_there_is_no():
     assert "there is no red circle" not in seen and "there is no circle" not in seen
 
 
+def test_a_relation_with_a_missing_object_gets_there_is_no():
+    # "is the red circle below the blue square?" with no blue square: vlp-tiny said "yes" (issue 11)
+    rng, asked = np.random.default_rng(2), Counter()
+    for scene in world.scenes("train", 600):
+        made = world.sample_phrased(scene, rng, "absent")
+        if made is None:
+            continue
+        question, answer = made
+        relation = re.fullmatch(r"is the (.+?) (left of|to the left of|on the left of|right of|to the right of|"
+                                r"on the right of|above|over|below|under) the (.+)", normalise(question))
+        if relation is None:
+            asked["alone"] += 1
+            continue
+        named = [world.true_answer(scene, f"is there a {relation[i]}?") for i in (1, 3)]
+        assert sorted(named) == ["no", "yes"], (question, scene.to_dict())  # one there, one missing
+        missing = relation[1] if named[0] == "no" else relation[3]
+        assert answer.startswith("there is no ") and read(question, scene) == answer, question
+        asked["missing first" if named[0] == "no" else "missing second"] += 1
+        asked[relation[2]] += 1
+    total = sum(asked[k] for k in ("alone", "missing first", "missing second"))
+    assert 0.2 < (total - asked["alone"]) / total < 0.4, asked  # ABSENT_RELATION_SHARE of them
+    assert asked["missing first"] > 50 and asked["missing second"] > 50, asked
+    assert all(asked[w] > 5 for w in ("left of", "right of", "above", "below", "under", "over")), asked
+
+
+def test_a_canonical_relation_turned_round_keeps_its_answer(sample):
+    rng, turned = np.random.default_rng(3), Counter()
+    for scene in sample:
+        if len(scene.objects) < 2:
+            continue
+        question, answer, _ = world.sample_question(scene, rng, "relation")
+        other = world.converse(question)
+        if other is None:
+            assert question.startswith("what shape is left of"), question
+            continue
+        assert read(other, scene) == answer, (question, other, scene.to_dict())
+        a, b = re.fullmatch(r"is the (\w+ \w+) (?:left of|above) the (\w+ \w+)\?", question).groups()
+        assert other.startswith(f"is the {b} ") and other.endswith(f" the {a}?"), (question, other)
+        turned[other.split()[4]] += 1
+    assert turned["right"] > 50 and turned["below"] > 50, turned
+    assert world.converse("is the red circle above the blue square?") == "is the blue square below the red circle?"
+
+
 def test_a_typed_question_has_one_true_answer_or_none():
     # test-00004: a large red circle bottom left, a small green circle top right
     scene = Scene([Obj("circle", "red", "large", 0.25, 0.75), Obj("circle", "green", "small", 0.75, 0.25)])

@@ -10,6 +10,7 @@ never sees the difference.
 from __future__ import annotations
 
 import itertools
+import re
 
 import numpy as np
 
@@ -32,6 +33,11 @@ NEXT_TO_CLEAR = 0.6
 # two runs at 0.1, one in four, answered them 86-87 % right)
 NOTHING_SHARE = 0.06
 NOTHING = "nothing"
+# Of the `absent` questions, this share names the missing thing in a relation with an object the
+# scene has ('is the red circle below the blue square?', no blue square): the answer is 'there is
+# no blue square', never yes or no (vlp-tiny said "yes" before it was asked; issue 11).
+ABSENT_RELATION_SHARE = 0.3
+CONVERSE_WORDS = {"left of": "right of", "above": "below"}  # the canonical relations, turned round
 WHERE_ANSWERS = ("top left", "top", "top right", "left", "middle", "right", "bottom left", "bottom", "bottom right")
 
 
@@ -217,27 +223,46 @@ def _relation(scene, rng):
 
 
 def _absent(scene, rng):
-    """A question about something the scene lacks: a shape, a colour, or a colour–shape pair."""
+    """A question about something the scene lacks (a shape, a colour, or a colour–shape pair):
+    alone, or beside an object the scene has in a relation (ABSENT_RELATION_SHARE)."""
     kind = rng.integers(3)
-    novel = any((o.color, o.shape) in HELD_OUT for o in scene.objects)
     if kind == 0:
-        missing = [s for s in SHAPES if all(o.shape != s for o in scene.objects)]
-        shape = _pick(rng, missing)
-        form = _pick(rng, ("what color is the {}?", "what is the color of the {}?", "where is the {}?",
-                           "how big is the {}?", "what size is the {}?"))
-        return form.format(shape), absent_answer(None, shape)
-    if kind == 1:
-        missing = [c for c in COLORS if all(o.color != c for o in scene.objects)]
-        color = _pick(rng, missing)
-        form = _pick(rng, ("what shape is the {} {}?", "where is the {} {}?", "what is the {} {}?"))
-        return form.format(color, _pick(rng, NOUNS)), absent_answer(color, None)
-    missing = [p for p in ALL_PAIRS if (novel or p not in HELD_OUT)
-               and all((o.color, o.shape) != p for o in scene.objects)]
-    # most often a near miss: the colour or the shape is in the scene
-    near = [p for p in missing if any(p[0] == o.color or p[1] == o.shape for o in scene.objects)]
-    color, shape = _pick(rng, near if near and rng.random() < 0.7 else missing)
-    form = _pick(rng, ("what size is the {} {}?", "how big is the {} {}?", "where is the {} {}?"))
-    return form.format(color, shape), absent_answer(color, shape)
+        shape = _pick(rng, [s for s in SHAPES if all(o.shape != s for o in scene.objects)])
+        thing, answer = shape, absent_answer(None, shape)
+        forms = ("what color is the {}?", "what is the color of the {}?", "where is the {}?",
+                 "how big is the {}?", "what size is the {}?")
+    elif kind == 1:
+        color = _pick(rng, [c for c in COLORS if all(o.color != c for o in scene.objects)])
+        thing, answer = f"{color} {_pick(rng, NOUNS)}", absent_answer(color, None)
+        forms = ("what shape is the {}?", "where is the {}?", "what is the {}?")
+    else:
+        novel = any((o.color, o.shape) in HELD_OUT for o in scene.objects)
+        missing = [p for p in ALL_PAIRS if (novel or p not in HELD_OUT)
+                   and all((o.color, o.shape) != p for o in scene.objects)]
+        # most often a near miss: the colour or the shape is in the scene
+        near = [p for p in missing if any(p[0] == o.color or p[1] == o.shape for o in scene.objects)]
+        color, shape = _pick(rng, near if near and rng.random() < 0.7 else missing)
+        thing, answer = f"{color} {shape}", absent_answer(color, shape)
+        forms = ("what size is the {}?", "how big is the {}?", "where is the {}?")
+    if scene.objects and rng.random() < ABSENT_RELATION_SHARE:
+        ref = _refer(scene, _pick(rng, scene.objects), rng)
+        if ref is None:
+            return None
+        word = _pick(rng, REL_SYNONYMS[_pick(rng, tuple(REL_SYNONYMS))])
+        first, second = (ref, thing) if rng.random() < 0.5 else (thing, ref)
+        return f"is the {first} {word} the {second}?", answer
+    return _pick(rng, forms).format(thing), answer
+
+
+def converse(question: str) -> str | None:
+    """A canonical yes/no relation question asked the other way round, with the same answer:
+    'is the red circle above the blue square?' → 'is the blue square below the red circle?'.
+    None for any other question."""
+    found = re.fullmatch(r"is the (\w+ \w+) (left of|above) the (\w+ \w+)\?", question)
+    if found is None:
+        return None
+    a, rel, b = found.groups()
+    return f"is the {b} {CONVERSE_WORDS[rel]} the {a}?"
 
 
 _MAKERS = {"color_of": _color_of, "which_shape": _which_shape, "how_big": _how_big, "how_many": _how_many,
