@@ -97,7 +97,6 @@ def test_a_relation_with_a_missing_object_gets_there_is_no():
             continue
         named = [world.true_answer(scene, f"is there a {relation[i]}?") for i in (1, 3)]
         assert sorted(named) == ["no", "yes"], (question, scene.to_dict())  # one there, one missing
-        missing = relation[1] if named[0] == "no" else relation[3]
         assert answer.startswith("there is no ") and read(question, scene) == answer, question
         asked["missing first" if named[0] == "no" else "missing second"] += 1
         asked[relation[2]] += 1
