@@ -153,20 +153,20 @@ if not QUICK:
 #
 # | N labelled questions | from scratch | pretrained encoders | difference |
 # | --- | --- | --- | --- |
-# | 250 | 40.8 % | 54.8 % | +14.0 |
-# | 1 000 | 42.8 % | 63.2 % | +20.4 |
-# | 4 000 | 40.8 % | 60.8 % | +20.0 |
+# | 250 | 44.2 % | 52.4 % | +8.2 |
+# | 1 000 | 40.4 % | 61.0 % | +20.6 |
+# | 4 000 | 43.0 % | 62.4 % | +19.4 |
 #
-# - **Pretraining helps at every N**, by 14 to 20 points, with the same decoder learning to answer
+# - **Pretraining helps at every N**, by 8 to 21 points, with the same decoder learning to answer
 #   from the same questions; only the image and text encoders differ.
 # - **The gap grows from 250 to 1 000 questions and then holds, and this is the budget
 #   speaking.** From scratch, 300 steps are not enough to learn to *see*: the model learns what
-#   answers each kind of question tends to have (about 41–43 %, far above the 12.4 % of always
+#   answers each kind of question tends to have (about 40–44 %, far above the 12.4 % of always
 #   "no"), and more varied questions do not help it in 300 steps. With pretrained encoders the
 #   decoder only has to learn to *read* features that already hold colours, shapes, sizes and
 #   positions, and more labelled questions teach it more of that reading, up to what 300 steps
-#   can take in (63 % at 1 000, 61 % at 4 000). (An earlier vlp-tiny gave +6, +20 and +28 points:
-#   the shape of the curve depends on the pretrained model, the direction did not.)
+#   can take in (61 % at 1 000, 62 % at 4 000). (Earlier vlp-tinys gave +6, +20, +28 and +14, +20,
+#   +20 points: the shape of the curve depends on the pretrained model, the direction did not.)
 # - So the usual statement "pretraining matters most when labels are few" needs a budget
 #   beside it: at a fixed, small compute budget pretraining mattered *more* with 1 000 labels
 #   than with 250. (Not measured here: with a longer fine-tuning the scratch model should catch

@@ -245,26 +245,28 @@ for name, (right, total, _) in arms.items():
 #
 # - **It does not compose reliably, and unevenly.** Captions name seen pairs right 100 % of the
 #   time (597 of 598 objects in test scenes, 272 of 272 in novel ones), and three of the held-out
-#   pairs nearly as well (purple triangle 100 %, green diamond 98 %, orange circle 96 %), but the
-#   yellow square almost never: 2 of 80.
+#   pairs nearly as well (purple triangle 99 %, green diamond 96 %, orange circle 90 %), but the
+#   yellow square rarely: 7 of 80.
 # - **What it says instead keeps the colour and swaps the shape** for a familiar pair: a yellow
-#   square is captioned "yellow circle" 78 times of 80. (The count lists any named object
+#   square is captioned "yellow circle" 72 times of 80. (The count lists any named object
 #   sharing the colour or the shape, so a few are other objects of the scene.)
 # - **It looks at the right place.** At the step that produces the shape word, the decoder's
-#   cross-attention puts 48 % of its weight on the object for held-out pairs and 50 % for seen
+#   cross-attention puts 51 % of its weight on the object for held-out pairs and 57 % for seen
 #   ones (the object covers 15 % of the patches): the mistake is not in finding the object.
-# - **For the yellow square, every part of this model agrees on the wrong shape.** The ITM head
-#   gives "a large yellow circle" 1.000 and "a large yellow square" 0.199; "what shape is the
-#   yellow object?" gets "circle" (1.00), "is there a yellow square?" "no" (0.97), "what color
-#   is the square?" "there is no square" (1.00). (An earlier vlp-tiny, trained the same way with
-#   a cosine schedule, read the square right in ITM and VQA and only the caption failed: which
+# - **For the yellow square, the parts of this model disagree.** The ITM head gives "a large
+#   yellow square" 1.000 and "a large yellow circle" 0.002, and "is there a yellow square?" gets
+#   "yes" (1.00): matching and the yes/no answer see the square. But the caption says "circle",
+#   "what shape is the yellow object?" gets "circle" (0.98), and "what color is the square?"
+#   leans to "there is no square" (0.61, "yellow" 0.38): where the decoder has to *say* the
+#   shape, the familiar pair wins. (Earlier vlp-tinys broke elsewhere: one said "circle" in
+#   every part, one read the square right in ITM and VQA and failed only in the caption. Which
 #   part breaks depends on the run.)
-# - **The remedy helps a little, and shows where the prior is not.** Reading the colour words as
-#   [UNK] after word-dropout fine-tuning names the yellow square in 15 % of its captions, against
-#   4 % for the control fine-tuned the same way and 2 % for vlp-tiny as shipped, at a cost of 2
-#   points on seen pairs (98 %). The other held-out pairs stay where they were (97–99 %). So
-#   some of the error is the decoder's "yellow → circle" habit, which hiding the colour removes;
-#   most of it is not: with the colour hidden, the decoder still reads "circle" from the image
-#   tokens of a yellow square. A remedy for that has to reach the image encoder, where the
-#   CLEVR systematicity literature points (more attribute diversity, colour-free renders), and
+# - **The remedy helps, and shows where the prior is.** Reading the colour words as [UNK] after
+#   word-dropout fine-tuning names the yellow square in 46 % of its captions, against 6 % for
+#   the control fine-tuned the same way and 9 % for vlp-tiny as shipped, at a cost of 2 points on
+#   seen pairs (98 %). The other held-out pairs stay near where they were (91–98 %). So much of
+#   the error is the decoder's "yellow → circle" habit, which hiding the colour removes; the rest
+#   is not: with the colour hidden, the decoder still reads "circle" from the image tokens of a
+#   yellow square in half of its captions. A remedy for that has to reach the image encoder, where
+#   the CLEVR systematicity literature points (more attribute diversity, colour-free renders), and
 #   needs pretraining rather than a 4-minute fine-tune.
