@@ -278,29 +278,29 @@ table(fused)
 # %% [markdown]
 # ## What the numbers show
 #
-# Measured in one full run (301 s, load average 3; the figures above are the run's own). An
+# Measured in one full run (299 s, load average 3; the figures above are the run's own). An
 # earlier run at four times the budget of sections 2–4 (200 / 200 / 400 steps) changed none of
 # those readings.
 #
 # - **A linear head on `[u; v]` cannot match, and this is exact.** Over 300 images the score gap
-#   between a caption and its near miss had a spread of 6·10⁻⁸: the same on every picture. No
-#   amount of pretraining changes it; one hidden layer does (spread 9·10⁻⁴, now image-dependent).
+#   between a caption and its near miss had a spread of 4·10⁻⁸: the same on every picture. No
+#   amount of pretraining changes it; one hidden layer does (spread 1.5·10⁻³, now image-dependent).
 # - **From scratch, matching does not start in a lesson's budget.** The towers learnt their
 #   classification tasks (losses 0.66 → 0.15 for images, 0.79 → 0.14 for texts), but after 200
 #   steps of 16 scenes all three matchers of section 4 still say "no" to most pairs (true pairs
-#   judged right: linear 7 %, hidden layer 4 %, cross-attention 0 %), so their high near-miss
-#   columns come from that bias alone; the threshold-free columns stay near chance (46–54 % for
+#   judged right: linear 3 %, hidden layer 21 %, cross-attention 0 %), so their high near-miss
+#   columns come from that bias alone; the threshold-free columns stay near chance (49–54 % for
 #   near misses, 53–64 % for relation misses). vlp-tiny as shipped (640,000 scenes of
-#   pretraining, four objectives) gets 99.7–100 % in every column.
+#   pretraining, four objectives) gets 100 % in every column.
 # - **Given the same pretrained encoders, the two fusions part exactly where section 5 says
 #   (section 6).** Both trained 300 steps of 32 scenes on vlp-tiny's frozen encoders. Late fusion
-#   on the pooled ITC embeddings learnt the attributes fast: true pairs 94 %, caption above its
-#   attribute near miss 94 % — but caption above its *relation* near miss 55 %, chance, and
-#   relation misses judged false only 9 % of the time. The pooled vectors of "a red circle left of
+#   on the pooled ITC embeddings learnt the attributes fast: true pairs 95 %, caption above its
+#   attribute near miss 97 % — but caption above its *relation* near miss 47 %, chance, and
+#   relation misses judged false only 7 % of the time. The pooled vectors of "a red circle left of
 #   a blue square" and of its mirror are too close to part. Cross-attention, a new decoder on the
-#   same frozen ViT, learnt more slowly on attributes (87 %) but told relations apart 89 % of
+#   same frozen ViT, learnt more slowly on attributes (84 %) but told relations apart 79 % of
 #   the time: it reads which patch holds which object.
-# - **Where is "where"?** Swapping a scene's two objects moved the ResNet's pooled vector 0.46 of
+# - **Where is "where"?** Swapping a scene's two objects moved the ResNet's pooled vector 0.56 of
 #   the way to a different scene, vlp's patch tokens 0.78 and the ViT's class token 0.36. A CNN
 #   with zero padding keeps some sense of position, so the pooled vector does not lose it
 #   entirely; but it keeps less of it than the tokens vlp's decoder reads, and whatever remains
