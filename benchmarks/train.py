@@ -7,8 +7,9 @@ process and thread layouts.
 The steps take turns (today's step, + bf16, + one ITM negative, …, the data, today's step, …) on
 the same batches, so a busy machine slows them alike; the ratio to today's step is the figure
 that holds. "Today" is the step before the recipe: every decoder row (a caption, a question, an
-ITM pair) with its own copy of its image's tokens, their keys and values projected per row. The
-layouts are short `python -m vlp train --recipe cpu` runs, also in turns.
+ITM pair) with its own copy of its image's tokens, their keys and values projected per row, in
+one padded pass per objective. The layouts are short `python -m vlp train --recipe cpu` runs,
+also in turns.
 """
 from __future__ import annotations
 
@@ -26,36 +27,39 @@ import torch
 from benchmarks.timing import interleaved_seconds, load_average, table
 from vlp.data import WorldBatches, build_tokenizer
 from vlp.device import pick_device
-from vlp.model import SIZES, VLP, config_for
+from vlp import model as model_module
+from vlp.model import LENGTH_GROUPS, SIZES, VLP, config_for
 from vlp.train import RECIPES, TrainConfig, new_optimizer, prepare_for_training, train_step
 
 # Today's step, then the CPU recipe's step levers one at a time (vlp.train.RECIPES["cpu"]):
-# name → (config, whether rows share their image's keys and values)
+# name → (config, whether rows share their image's keys and values, groups of rows by length)
 LEVERS = {
-    "today: float32, 3 ITM negatives per image": (TrainConfig(), False),
-    "+ bf16 autocast, explicit attention (CPU)": (TrainConfig(cpu_bf16=True), False),
-    "+ 1 ITM negative per image": (TrainConfig(cpu_bf16=True, itm_negatives=1), False),
-    "+ image keys and values projected once per image": (TrainConfig(cpu_bf16=True, itm_negatives=1), True),
-    "+ 4 questions per scene (the cpu recipe's step)":
-        (TrainConfig(cpu_bf16=True, itm_negatives=1, question_pairs=2), True),
+    "today: float32, 3 ITM negatives per image": (TrainConfig(), False, 1),
+    "+ bf16 autocast, explicit attention (CPU)": (TrainConfig(cpu_bf16=True), False, 1),
+    "+ 1 ITM negative per image": (TrainConfig(cpu_bf16=True, itm_negatives=1), False, 1),
+    "+ image keys and values projected once per image": (TrainConfig(cpu_bf16=True, itm_negatives=1), True, 1),
+    "+ 4 questions per scene": (TrainConfig(cpu_bf16=True, itm_negatives=1, question_pairs=2), True, 1),
+    f"+ rows in {LENGTH_GROUPS} groups of similar length (the cpu recipe's step)":
+        (TrainConfig(cpu_bf16=True, itm_negatives=1, question_pairs=2), True, LENGTH_GROUPS),
 }
 
 
 @contextmanager
 def image_copies_per_row(net: VLP, on: bool):
-    """The step before sharing: each decoder row gets its own copy of its image's tokens."""
+    """The step before sharing: each objective's decoder rows in one padded pass, each row with
+    its own copy of its image's tokens (their keys and values projected per row)."""
     if not on:
         yield
         return
-    real = net.decoder.forward
 
-    def forward(ids, image_tokens, *args, image_rows=None, **kwargs):
-        return real(ids, image_tokens if image_rows is None else image_tokens[image_rows], *args, **kwargs)
-    net.decoder.forward = forward
+    def decode(ids, real, image_tokens, image_rows=None, projected=None):
+        tokens = image_tokens if image_rows is None else image_tokens[image_rows]
+        yield torch.arange(len(ids), device=ids.device), ids.shape[1], net.decoder(ids, tokens)
+    net.decode_in_groups = decode
     try:
         yield
     finally:
-        del net.decoder.forward
+        del net.decode_in_groups
 
 # (processes, threads per process) of a whole `--recipe cpu` run, at the same global batch
 LAYOUTS = [(1, 2), (1, 1), (2, 1)]
@@ -84,17 +88,21 @@ def step_rates(args) -> list[dict]:
     batches = {q: [d.batch(i, b) for i in range(args.steps)] for q, d in data.items()}
     batches = {q: [type(x)(**{k: v.to(device) for k, v in vars(x).items()}) for x in xs] for q, xs in batches.items()}
 
-    def steps(cfg: TrainConfig, shared: bool):
+    def steps(cfg: TrainConfig, shared: bool, groups: int):
         optimizer = new_optimizer(net, cfg, device)
 
         def run():
             prepare_for_training(net, device, cfg)
-            with image_copies_per_row(net, not shared):
-                for batch in batches[cfg.question_pairs]:
-                    train_step(net, optimizer, batch, device, cfg)
+            model_module.LENGTH_GROUPS = groups
+            try:
+                with image_copies_per_row(net, not shared):
+                    for batch in batches[cfg.question_pairs]:
+                        train_step(net, optimizer, batch, device, cfg)
+            finally:
+                model_module.LENGTH_GROUPS = LENGTH_GROUPS
         return run
 
-    runs = {name: steps(cfg, shared) for name, (cfg, shared) in LEVERS.items()}
+    runs = {name: steps(*lever) for name, lever in LEVERS.items()}
     data = data[RECIPES["cpu"].question_pairs]
     runs["data: draw, render, tokenise"] = lambda: [data.batch(1000 + i, b) for i in range(args.steps)]
     seconds = {name: statistics.median(t) / (args.steps * b)

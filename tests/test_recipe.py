@@ -12,7 +12,9 @@ import vlp
 from vlp import train as train_module
 from vlp.data import WorldBatches, build_tokenizer
 from vlp.layers import Attention, use_fused_attention
+from vlp import model as model_module
 from vlp.model import VLP, config_for
+from vlp.text import at_end_token
 from vlp.train import RECIPES, TrainConfig, config_from, lr_at, prepare_for_training, train, train_step
 
 CPU = torch.device("cpu")
@@ -61,25 +63,59 @@ def test_explicit_attention_gives_the_fused_losses_and_gradients(batch):
 
 @pytest.mark.parametrize("itm_negatives", [3, 1])
 def test_rows_that_share_an_image_give_the_losses_of_repeated_images(batch, monkeypatch, itm_negatives):
-    """Captions, questions and ITM pairs read their image's keys and values, projected once per
-    image: the same losses and gradients as giving each row its own copy of the image tokens."""
+    """Captions, questions and ITM pairs read their images' keys and values, projected once per
+    step: the same losses and gradients as giving each row its own copy of the image tokens."""
     net, _ = small_net()
-    real = net.decoder.forward
-    shared_calls = []
-
-    def counting(ids, image_tokens, *args, image_rows=None, **kwargs):
-        shared_calls.append(image_rows is not None and len(image_tokens) < len(ids))
-        return real(ids, image_tokens, *args, image_rows=image_rows, **kwargs)
-
+    real_project, real_forward = net.decoder.project_images, net.decoder.forward
+    projections, calls = [], []
     step = lambda: losses_and_gradients(net, batch, itm_negatives)
     with image_copies_per_row(net, True):  # the step before sharing, as `bench train` times it
         copies, copies_grads = step()
-    monkeypatch.setattr(net.decoder, "forward", counting)
+    monkeypatch.setattr(net.decoder, "project_images", lambda tokens: projections.append(1) or real_project(tokens))
+    monkeypatch.setattr(net.decoder, "forward", lambda *a, **kw: calls.append(kw.get("caches")) or real_forward(*a, **kw))
     shared, shared_grads = step()
-    assert shared_calls == [True, False, True]  # ITM and VQA share; a caption per image has nothing to share
+    assert len(projections) == 1  # once for the three passes
+    # every pass (ITM, captions, questions), in its groups of rows of similar length, reads them
+    assert len(calls) == 3 * model_module.LENGTH_GROUPS and all(c is not None for c in calls)
     assert shared == pytest.approx(copies, abs=1e-5)
     for g, gc in zip(shared_grads, copies_grads):
         torch.testing.assert_close(g, gc, atol=1e-5, rtol=1e-4)
+
+
+@pytest.mark.parametrize("groups", [2, 3])
+def test_rows_run_in_groups_of_similar_length_give_the_losses_of_one_padded_pass(batch, monkeypatch, groups):
+    """Captions, questions and ITM pairs in groups, each cut to its longest row: the losses and
+    gradients of one pass over the whole padded batch, with fewer padded tokens decoded."""
+    net, _ = small_net()
+    real = net.decoder.forward
+    widths = []
+
+    def recording(ids, *args, **kwargs):
+        widths.append(ids.shape)
+        return real(ids, *args, **kwargs)
+
+    monkeypatch.setattr(net.decoder, "forward", recording)
+    monkeypatch.setattr(model_module, "LENGTH_GROUPS", 1)
+    whole, whole_grads = losses_and_gradients(net, batch)
+    whole_tokens = sum(rows * length for rows, length in widths)
+    widths.clear()
+    monkeypatch.setattr(model_module, "LENGTH_GROUPS", groups)
+    grouped, grouped_grads = losses_and_gradients(net, batch)
+    assert len(widths) == 3 * groups  # ITM, captions, questions
+    assert sum(rows * length for rows, length in widths) < 0.9 * whole_tokens
+    assert grouped == pytest.approx(whole, abs=1e-5)
+    for g, gw in zip(grouped_grads, whole_grads):
+        torch.testing.assert_close(g, gw, atol=1e-5, rtol=1e-4)
+    # and each row's result is its own, as in one plain pass of the decoder over the padded batch
+    with torch.no_grad():
+        tokens = net.encode_image(batch.pixels).tokens
+        plain = real(batch.texts, tokens)
+        ends = at_end_token(plain.hidden, batch.texts, net.config.text.eos_id)
+        torch.testing.assert_close(net.match_logits(batch.texts, tokens), net.itm_head(ends))
+        targets = batch.captions[:, 1:].masked_fill(batch.captions[:, 1:] == net.pad_id, -100)
+        logits = real(batch.captions[:, :-1], tokens).logits
+        plain_loss = torch.nn.functional.cross_entropy(logits.flatten(0, 1), targets.flatten(), ignore_index=-100)
+        torch.testing.assert_close(net.lm_loss(batch.captions, tokens, batch.captions != net.pad_id), plain_loss)
 
 
 def test_the_recipe_step_in_bf16_gives_the_float32_losses(batch, monkeypatch):
@@ -109,7 +145,7 @@ def test_one_itm_negative_per_image_keeps_the_positives_and_the_near_misses(batc
     net, _ = small_net()
     seen = []
     real = net.match_logits
-    monkeypatch.setattr(net, "match_logits", lambda ids, tokens, rows: seen.append(ids) or real(ids, tokens, rows))
+    monkeypatch.setattr(net, "match_logits", lambda ids, *args: seen.append(ids) or real(ids, *args))
     torch.manual_seed(0)
     net(batch, itm_negatives=1)
     ids, b = seen[-1], len(batch.texts)

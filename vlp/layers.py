@@ -121,6 +121,10 @@ class Attention(nn.Module):
         y = F.linear(x, self.in_proj_weight.chunk(3)[i], self.in_proj_bias.chunk(3)[i])  # (B, n, dim)
         return y.view(b, n, self.num_heads, self.head_dim).transpose(1, 2)  # (B, heads, n, head_dim)
 
+    def context_keys_values(self, context: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Keys and values (C, heads, S, head_dim) of a cross-attention `context` (C, S, dim)."""
+        return self._project(context, "k"), self._project(context, "v")
+
     def _keys_values(
         self, x: torch.Tensor, context: torch.Tensor | None, cache: KVCache | None,
         context_rows: torch.Tensor | None = None,
@@ -132,7 +136,7 @@ class Attention(nn.Module):
             return (k, v) if cache is None else cache.append(k, v)
         if cache is not None and cache.k is not None:  # the context never changes: projected on the first step
             return cache.k, cache.v
-        k, v = self._project(context, "k"), self._project(context, "v")
+        k, v = self.context_keys_values(context)
         if context_rows is not None:  # each context projected once, however many rows read it
             # index_select, not k[rows]: its backward (index_add) is ≈ 5× faster on the CPU
             k, v = k.index_select(0, context_rows), v.index_select(0, context_rows)

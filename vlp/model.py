@@ -106,11 +106,14 @@ class VLP(nn.Module):
         return self.text(ids, ids != self.pad_id, need_weights)
 
     def match_logits(self, ids: torch.Tensor, image_tokens: torch.Tensor,
-                     image_rows: torch.Tensor | None = None) -> torch.Tensor:
+                     image_rows: torch.Tensor | None = None, projected: list | None = None) -> torch.Tensor:
         """(B, 2) no-match / match scores, read from the decoder at each text's end token.
-        `image_rows`: text i against image image_rows[i] (`MultimodalDecoder.forward`)."""
-        hidden = self.decoder(ids, image_tokens, image_rows=image_rows).hidden  # (B, T, width)
-        return self.itm_head(at_end_token(hidden, ids, self.config.text.eos_id))
+        `image_rows`: text i against image image_rows[i]; `projected`: see `decode_in_groups`."""
+        rows, ends = zip(*[(rows, at_end_token(out.hidden, ids[rows, :length], self.config.text.eos_id))
+                           for rows, length, out in self.decode_in_groups(ids, ids != self.pad_id, image_tokens,
+                                                                          image_rows, projected)])
+        order = torch.cat(rows).argsort()  # back to the rows' own order
+        return self.itm_head(torch.cat(ends)[order])  # (B, 2)
 
     # --- the objectives ---------------------------------------------------------------------
     def forward(self, batch: Batch, itm_negatives: int = 3, objectives=OBJECTIVES) -> dict[str, torch.Tensor]:
@@ -127,29 +130,51 @@ class VLP(nn.Module):
                 text_emb = F.normalize(self.encode_text(batch.texts).embedding.float(), dim=-1)  # (B, embed_dim)
         if "itc" in objectives:
             losses["itc"] = itc_loss(image_emb, text_emb, batch.positives, self.logit_scale.exp().clamp(max=100))
+        # the decoder's passes (ITM pairs, captions, questions) read one projection of the images
+        projected = self.decoder.project_images(image.tokens) if {"itm", "caption", "vqa"} & set(objectives) else None
         if "itm" in objectives:
             with torch.no_grad():
                 sim = (image_emb @ text_emb.T).float()  # (B images, B texts)
-            losses["itm"], losses["itm_acc"] = self.itm_loss(batch, image.tokens, sim, itm_negatives)
+            losses["itm"], losses["itm_acc"] = self.itm_loss(batch, image.tokens, sim, itm_negatives, projected)
         if "caption" in objectives:
-            losses["caption"] = self.lm_loss(batch.captions, image.tokens, batch.captions != self.pad_id)
+            losses["caption"] = self.lm_loss(batch.captions, image.tokens, batch.captions != self.pad_id,
+                                             projected=projected)
         if "vqa" in objectives:
-            losses["vqa"] = self.lm_loss(batch.qa, image.tokens, batch.answer_mask, batch.qa_images)
+            losses["vqa"] = self.lm_loss(batch.qa, image.tokens, batch.answer_mask, batch.qa_images, projected=projected)
         return losses
 
+    def decode_in_groups(self, ids: torch.Tensor, real: torch.Tensor, image_tokens: torch.Tensor,
+                         image_rows: torch.Tensor | None = None, projected: list | None = None):
+        """The decoder over `ids` (B, L) in groups of rows of similar length (`length_groups` of
+        `real`, the real tokens): yields (rows, length, DecoderOutput) per group. Row i reads image
+        image_rows[i] (default: image i), its keys and values from `projected`
+        (`MultimodalDecoder.project_images` of `image_tokens`, made here when not given)."""
+        projected = projected or self.decoder.project_images(image_tokens)
+        images = torch.arange(len(ids), device=ids.device) if image_rows is None else image_rows
+        for rows, length in length_groups(real):
+            caches = self.decoder.caches_reading(projected, images[rows])
+            yield rows, length, self.decoder(ids[rows, :length], image_tokens, caches=caches)
+
     def lm_loss(self, ids: torch.Tensor, image_tokens: torch.Tensor, predict: torch.Tensor,
-                image_rows: torch.Tensor | None = None, reads: torch.Tensor | None = None) -> torch.Tensor:
+                image_rows: torch.Tensor | None = None, reads: torch.Tensor | None = None,
+                projected: list | None = None) -> torch.Tensor:
         """Next-token cross-entropy where `predict` marks the tokens to be predicted; row i reads
         image image_rows[i] (default: image i). `reads`: what the decoder reads in place of
-        `ids` (default: `ids`), e.g. with some words hidden (`vlp.word_dropout`)."""
+        `ids` (default: `ids`), e.g. with some words hidden (`vlp.word_dropout`). `projected`:
+        see `decode_in_groups`."""
         # position t predicts token t + 1
         inputs = ids if reads is None else reads
-        logits = self.decoder(inputs[:, :-1], image_tokens, image_rows=image_rows).logits  # (B, L − 1, vocab)
         targets = ids[:, 1:].masked_fill(~predict[:, 1:], -100)  # (B, L − 1); -100: not a target
-        return F.cross_entropy(logits.flatten(0, 1).float(), targets.flatten(), ignore_index=-100)
+        total = 0.0
+        for rows, length, out in self.decode_in_groups(inputs[:, :-1], ids[:, :-1] != self.pad_id, image_tokens,
+                                                       image_rows, projected):
+            total = total + F.cross_entropy(out.logits.flatten(0, 1).float(), targets[rows, :length].flatten(),
+                                            ignore_index=-100, reduction="sum")
+        return total / (targets != -100).sum()  # the mean over every target token of the batch
 
     def itm_loss(
-        self, batch: Batch, image_tokens: torch.Tensor, sim: torch.Tensor, negatives: int = 3
+        self, batch: Batch, image_tokens: torch.Tensor, sim: torch.Tensor, negatives: int = 3,
+        projected: list | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Each image's text as a positive pair, and `negatives` negative pairs per image.
 
@@ -187,7 +212,7 @@ class VLP(nn.Module):
             raise ValueError(f"itm_negatives is 3 or 1, not {negatives}")
         labels = torch.zeros(len(ids), dtype=torch.long, device=ids.device)
         labels[:b] = 1
-        logits = self.match_logits(ids, image_tokens, rows).float()
+        logits = self.match_logits(ids, image_tokens, rows, projected).float()
         n_pos, n_neg = b, len(labels) - b
         # positives and negatives weigh the same, whatever their counts
         weight = torch.tensor([n_pos / n_neg, 1.0], device=ids.device)
@@ -203,6 +228,21 @@ def itc_loss(image_emb, text_emb, positives, scale) -> torch.Tensor:
     i2t = -(pos / pos.sum(1, keepdim=True) * logits.log_softmax(1)).sum(1).mean()
     t2i = -(pos.T / pos.T.sum(1, keepdim=True) * logits.T.log_softmax(1)).sum(1).mean()
     return (i2t + t2i) / 2
+
+
+# Training's decoder rows (captions, questions, ITM texts) run in this many groups of similar
+# length, each cut to its own longest row: most rows are far shorter than the longest one (the
+# questions: 11 tokens on average, padded to 19), and a causal decoder's right padding changes
+# nothing before it, so the results are those of one padded pass (`tests/test_recipe.py`).
+LENGTH_GROUPS = 2
+
+
+def length_groups(real: torch.Tensor) -> list[tuple[torch.Tensor, int]]:
+    """(rows, length) of each group: `real` (B, L) marks the right-padded rows' real tokens; the
+    rows sorted by length are cut into `LENGTH_GROUPS` parts, each with the length of its longest row."""
+    lengths = real.sum(dim=1)  # (B,)
+    parts = lengths.argsort().tensor_split(max(1, min(LENGTH_GROUPS, len(lengths))))
+    return [(rows, int(lengths[rows].max())) for rows in parts if len(rows)]
 
 
 def _cat_padded(rows: list[torch.Tensor], pad_id: int) -> torch.Tensor:

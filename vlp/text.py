@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from vlp.layers import BlockCaches, Transformer, causal_mask, combine_masks, padding_mask
+from vlp.layers import BlockCaches, KVCache, Transformer, causal_mask, combine_masks, padding_mask
 
 
 @dataclass
@@ -114,6 +114,18 @@ class MultimodalDecoder(nn.Module):
 
     def new_caches(self) -> list[BlockCaches]:
         return self.transformer.new_caches()
+
+    def project_images(self, image_tokens: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """Each block's cross-attention keys and values of `image_tokens` (C, N, image_width),
+        projected once for several passes over the same images (`caches_reading`)."""
+        context = self.image_proj(image_tokens)  # (C, N, width)
+        return [block.cross_attn.context_keys_values(context) for block in self.transformer.resblocks]
+
+    def caches_reading(self, projected: list[tuple[torch.Tensor, torch.Tensor]], rows: torch.Tensor) -> list[BlockCaches]:
+        """Caches whose cross-attention holds, for row i, image rows[i]'s keys and values from
+        `project_images`: a pass given them projects nothing (training's ITM pairs, captions
+        and questions read the same images, in groups of rows of similar length)."""
+        return [BlockCaches(KVCache(), KVCache(k.index_select(0, rows), v.index_select(0, rows))) for k, v in projected]
 
     def forward(
         self,
