@@ -37,7 +37,7 @@ LEVERS = {
     "today: float32, 3 ITM negatives per image": (TrainConfig(), False, 1),
     "+ bf16 autocast, explicit attention (CPU)": (TrainConfig(cpu_bf16=True), False, 1),
     "+ 1 ITM negative per image": (TrainConfig(cpu_bf16=True, itm_negatives=1), False, 1),
-    "+ image keys and values projected once per image": (TrainConfig(cpu_bf16=True, itm_negatives=1), True, 1),
+    "+ image keys and values projected once per step": (TrainConfig(cpu_bf16=True, itm_negatives=1), True, 1),
     "+ 4 questions per scene": (TrainConfig(cpu_bf16=True, itm_negatives=1, question_pairs=2), True, 1),
     f"+ rows in {LENGTH_GROUPS} groups of similar length (the cpu recipe's step)":
         (TrainConfig(cpu_bf16=True, itm_negatives=1, question_pairs=2), True, LENGTH_GROUPS),

@@ -234,6 +234,8 @@ def itc_loss(image_emb, text_emb, positives, scale) -> torch.Tensor:
 # length, each cut to its own longest row: most rows are far shorter than the longest one (the
 # questions: 11 tokens on average, padded to 19), and a causal decoder's right padding changes
 # nothing before it, so the results are those of one padded pass (`tests/test_recipe.py`).
+# Two groups: ≈ 4 % faster a recipe step at batch 64 (1 thread, bf16; 8 rounds in turns,
+# 106 against 102 samples/s); three or four: no faster, as each group is a pass of its own.
 LENGTH_GROUPS = 2
 
 
