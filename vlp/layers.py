@@ -126,8 +126,7 @@ class Attention(nn.Module):
         return self._project(context, "k"), self._project(context, "v")
 
     def _keys_values(
-        self, x: torch.Tensor, context: torch.Tensor | None, cache: KVCache | None,
-        context_rows: torch.Tensor | None = None,
+        self, x: torch.Tensor, context: torch.Tensor | None, cache: KVCache | None
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Keys and values (B, heads, S, head_dim) of x (self-attention) or of `context` (cross)."""
         if context is None:
@@ -137,9 +136,6 @@ class Attention(nn.Module):
         if cache is not None and cache.k is not None:  # the context never changes: projected on the first step
             return cache.k, cache.v
         k, v = self.context_keys_values(context)
-        if context_rows is not None:  # each context projected once, however many rows read it
-            # index_select, not k[rows]: its backward (index_add) is ≈ 5× faster on the CPU
-            k, v = k.index_select(0, context_rows), v.index_select(0, context_rows)
         if cache is not None:
             cache.k, cache.v = k, v
         return k, v
@@ -151,7 +147,6 @@ class Attention(nn.Module):
         mask: torch.Tensor | None = None,
         need_weights: bool = False,
         cache: KVCache | None = None,
-        context_rows: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Attend from x (B, T, dim) to itself or to `context` (B, S, dim).
 
@@ -160,14 +155,11 @@ class Attention(nn.Module):
                 with a self-attention cache, S counts the cached keys too.
             need_weights: return the weights (B, heads, T, S); this takes the explicit path.
             cache: a KVCache to read and extend (self-attention) or fill once (cross-attention).
-            context_rows: (B,) indices into a `context` of (C, S, dim): row i attends to
-                context[context_rows[i]]. Several rows reading one image (its caption, its
-                questions, its ITM pairs) share one projection of its keys and values.
         Returns:
             (out (B, T, dim), weights or None).
         """
         q = self._project(x, "q")  # (B, heads, T, head_dim)
-        k, v = self._keys_values(x, context, cache, context_rows)  # (B, heads, S, head_dim)
+        k, v = self._keys_values(x, context, cache)  # (B, heads, S, head_dim)
         dropout = self.dropout if self.training else 0.0
         if need_weights or not self.fused:
             out, weights = scaled_dot_product_attention(q, k, v, mask, dropout, self.training)
@@ -250,10 +242,8 @@ class Block(nn.Module):
         context_mask: torch.Tensor | None = None,
         need_weights: bool = False,
         caches: BlockCaches | None = None,
-        context_rows: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
-        """Returns (x, self-attention weights or None, cross-attention weights or None).
-        `context_rows`: see `Attention.forward`."""
+        """Returns (x, self-attention weights or None, cross-attention weights or None)."""
         h, self_w = self.attn(
             self.ln_1(x), mask=mask, need_weights=need_weights, cache=caches and caches.self_attn
         )
@@ -267,7 +257,6 @@ class Block(nn.Module):
                 mask=context_mask,
                 need_weights=need_weights,
                 cache=caches and caches.cross_attn,
-                context_rows=context_rows,
             )
             x = x + h
         x = x + self.mlp(self.ln_2(x))
@@ -294,7 +283,6 @@ class Transformer(nn.Module):
         context_mask: torch.Tensor | None = None,
         need_weights: bool = False,
         caches: list[BlockCaches] | None = None,
-        context_rows: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, list[torch.Tensor], list[torch.Tensor]]:
         """Returns (x, per-layer self-attention weights, per-layer cross-attention weights).
 
@@ -302,7 +290,7 @@ class Transformer(nn.Module):
         """
         self_ws, cross_ws = [], []
         for i, block in enumerate(self.resblocks):
-            x, sw, cw = block(x, mask, context, context_mask, need_weights, caches and caches[i], context_rows)
+            x, sw, cw = block(x, mask, context, context_mask, need_weights, caches and caches[i])
             if need_weights:
                 self_ws.append(sw)
                 if cw is not None:

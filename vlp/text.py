@@ -125,6 +125,7 @@ class MultimodalDecoder(nn.Module):
         """Caches whose cross-attention holds, for row i, image rows[i]'s keys and values from
         `project_images`: a pass given them projects nothing (training's ITM pairs, captions
         and questions read the same images, in groups of rows of similar length)."""
+        # index_select, not k[rows]: its backward (index_add) is ≈ 5× faster on the CPU
         return [BlockCaches(KVCache(), KVCache(k.index_select(0, rows), v.index_select(0, rows))) for k, v in projected]
 
     def forward(
@@ -135,7 +136,6 @@ class MultimodalDecoder(nn.Module):
         positions: torch.Tensor | None = None,
         need_weights: bool = False,
         caches: list[BlockCaches] | None = None,
-        image_rows: torch.Tensor | None = None,
     ) -> DecoderOutput:
         """Decode `ids` (B, T) against `image_tokens` (B, N, image_width).
 
@@ -143,10 +143,8 @@ class MultimodalDecoder(nn.Module):
             keep: (B, S) True for real tokens over all S positions seen so far (cache included);
                 needed only for left-padded batches (right padding is hidden by causality).
             positions: (B, T) position of each token; default 0 … T−1 after the cached ones.
-            caches: per-block KV caches for incremental decoding (see `new_caches`).
-            image_rows: (B,) with `image_tokens` of (C, N, image_width): row i reads image
-                image_rows[i]. Each image's keys and values are then projected once, however
-                many rows read it (training's captions, questions and ITM pairs).
+            caches: per-block KV caches for incremental decoding (see `new_caches`), or
+                caches already holding each row's image keys and values (`caches_reading`).
         """
         t = ids.shape[1]  # T new tokens, after `past` cached ones: S = past + T keys in all
         past = caches[0].self_attn.length if caches else 0
@@ -162,7 +160,7 @@ class MultimodalDecoder(nn.Module):
             mask = combine_masks(mask, visible)  # (B, 1, T, S)
         context = self.image_proj(image_tokens)  # (B, N, width)
         x, self_ws, cross_ws = self.transformer(
-            x, mask=mask, context=context, need_weights=need_weights, caches=caches, context_rows=image_rows
+            x, mask=mask, context=context, need_weights=need_weights, caches=caches
         )
         x = self.ln_final(x)  # (B, T, width)
         logits = x @ self.token_embedding.weight.T  # (B, T, vocab)
