@@ -29,7 +29,8 @@ from vlp.data import WorldBatches, build_tokenizer
 from vlp.device import pick_device
 from vlp.evaluate import evaluate
 from vlp.model import VLP, config_for
-from vlp.train import RECIPES, TrainConfig, launch, lr_at, new_optimizer, prepare_for_training, train_step
+from vlp.train import (RECIPES, TrainConfig, launch, lr_at, new_optimizer, prepare_for_training, train_step,
+                       training_data)
 
 BARS = {"vqa_accuracy": 0.97, "caption_accuracy": 0.95, "t2i_p_at_1": 0.95, "itm_accuracy": 0.95}
 NAMES = {"vqa_accuracy": "VQA", "caption_accuracy": "captions", "t2i_p_at_1": "text→image P@1", "itm_accuracy": "ITM"}
@@ -73,8 +74,7 @@ def contender(name: str, cfg: TrainConfig, parallel: bool, device: torch.device,
     net = VLP(config_for(cfg.size, len(tok), tok.eos_id), tok.pad_id).to(device)
     prepare_for_training(net, device, cfg)
     model = torch.nn.parallel.DistributedDataParallel(net) if parallel and dist.is_initialized() else net
-    data = WorldBatches("train", tok, net.config.vision, seed=cfg.seed * 1000 + (rank if parallel else 0),
-                        question_pairs=cfg.question_pairs)
+    data = training_data(cfg, tok, net.config.vision, seed=cfg.seed * 1000 + (rank if parallel else 0))
     return Contender(name, cfg, parallel, net, model, new_optimizer(net, cfg, device), data, next_eval=every)
 
 
