@@ -2,6 +2,7 @@
 and `--recipe` names it on the command line."""
 import argparse
 import math
+import re
 from dataclasses import replace
 
 import pytest
@@ -160,6 +161,32 @@ def test_one_itm_negative_per_image_keeps_the_positives_and_the_near_misses(batc
     assert len(seen[-1]) > 3 * b
     with pytest.raises(ValueError):
         net(batch, itm_negatives=2)
+
+
+def asked(data: WorldBatches, step: int, pattern: str) -> float:
+    """The share of the questions of the batch at `step` that match `pattern`."""
+    tok = data.tok
+    questions = [tok.decode(row[: row.index(tok.sep_id)]) for row in data.batch(step, 256).qa.tolist()]
+    return sum(bool(re.search(pattern, q)) for q in questions) / len(questions)
+
+
+def test_the_recipe_asks_where_things_are_first_then_less():
+    tok = build_tokenizer()
+    vision = config_for("tiny", len(tok), tok.eos_id).vision
+    recipe = RECIPES["cpu"]
+    data = train_module.training_data(recipe, tok, vision, seed=0)
+    plain = WorldBatches("train", tok, vision, seed=0, question_pairs=recipe.question_pairs)
+    first, after = asked(data, recipe.where_steps - 1, "^where is"), asked(data, recipe.where_steps, "^where is")
+    assert first > 0.35 and 0.1 < after < 0.25, (first, after)  # all phrased non-relations, then a quarter
+    assert asked(plain, recipe.where_steps - 1, "^where is") < 0.08  # one family in eleven
+
+
+def test_relation_share_sets_how_often_the_second_question_asks_a_relation():
+    tok = build_tokenizer()
+    vision = config_for("tiny", len(tok), tok.eos_id).vision
+    words = r"\b(left|right|above|over|below|under|next to)\b"
+    never, always = (asked(WorldBatches("train", tok, vision, seed=0, relation_share=r), 0, words) for r in (0.0, 1.0))
+    assert always > never + 0.2, (never, always)
 
 
 def test_a_short_run_of_the_cpu_recipe_lowers_the_loss(tmp_path):
