@@ -6,11 +6,11 @@
 The two take turns of --turn seconds (recipe, today, recipe, …), so a busy machine slows them
 alike. Each keeps its own clock of training time (drawing the data and the steps; evaluation
 is not counted) and stops when the clock reaches --minutes or its schedule ends. Every
---every minutes of its clock it is evaluated on the first --scenes test scenes; a bar's time is
-that of the first evaluation meeting it. A recipe with `cpu_processes` > 1 trains as it does
-in `vlp train`: this benchmark starts itself under torchrun, the recipe trains in every
-process, and today's recipe trains in the first process alone, with two threads, while the
-others wait.
+--every minutes of its clock it is evaluated on the first --scenes test scenes (the bars'
+four metrics only); a bar's time is that of the first evaluation meeting it. A recipe with
+`cpu_processes` > 1 trains as it does in `vlp train`: this benchmark starts itself under
+torchrun, the recipe trains in every process, and today's recipe trains in the first process
+alone, with two threads, while the others wait.
 """
 from __future__ import annotations
 
@@ -121,7 +121,7 @@ def run(args, rank: int, world_size: int) -> list[Contender]:
                 continue
             train_turn(c, min(c.clock + turn, c.next_eval, budget), device)
             if rank == 0 and (c.clock >= c.next_eval or c.done(budget)):
-                scores = evaluate(VLPModel(c.net, tok, spec=c.name, device=device), "test", args.scenes)
+                scores = evaluate(VLPModel(c.net, tok, spec=c.name, device=device), "test", args.scenes, headline=True)
                 samples = c.step * c.cfg.batch_size * (processes if c.parallel else 1)
                 c.evals.append({"minutes": c.clock / 60, "step": c.step, "samples": samples, "load": os.getloadavg()[0],
                                 **{k: scores[k] for k in BARS}})
