@@ -68,18 +68,18 @@ class WorldBatches:
             share that asks a relation.
         where_share: of the questions in people's phrasings that are not relations, the share
             that asks "where is …?"; the rest are spread evenly over the families (0: all are).
-        where_until: before this step, all of them ask "where is …?": a curriculum that
-            teaches up and down early, which nothing else in the mix does densely (captions
-            teach left and right).
+        where_steps: for this many steps at the start, all of them ask "where is …?": a
+            curriculum that teaches up and down early, which nothing else in the mix does
+            densely (captions teach left and right).
         text_length, qa_length: padded lengths of the text and question–answer sequences.
     """
 
     def __init__(self, split: str, tokenizer: Tokenizer, vision: VisionConfig, seed: int = 0,
                  text_length: int = 32, qa_length: int = 40, question_pairs: int = 1,
-                 relation_share: float = RELATION_SHARE, where_share: float = 0.0, where_until: int = 0):
+                 relation_share: float = RELATION_SHARE, where_share: float = 0.0, where_steps: int = 0):
         self.split, self.tok, self.vision, self.seed = split, tokenizer, vision, seed
         self.question_pairs, self.relation_share = question_pairs, relation_share
-        self.where_share, self.where_until = where_share, where_until
+        self.where_share, self.where_steps = where_share, where_steps
         self.text_length, self.qa_length = text_length, qa_length
 
     def batch(self, step: int, batch_size: int) -> Batch:
@@ -92,7 +92,7 @@ class WorldBatches:
             texts.append(text)
             kinds.append(kind)
             wrong.append(world.near_miss(scene, miss, rng))
-        qa, answer_mask, qa_images = self._questions(scenes, rng, 1.0 if step < self.where_until else self.where_share)
+        qa, answer_mask, qa_images = self._questions(scenes, rng, 1.0 if step < self.where_steps else self.where_share)
         captions = [world.caption(s) for s in scenes]
         return Batch(
             pixels=scene_pixels(scenes, self.vision),
@@ -146,7 +146,7 @@ class WorldBatches:
                     question, answer, _ = world.sample_question(scene, rng, qtype)
                     family = None
                     if qtype is None and rng.random() < PHRASED_SHARE:
-                        where = where_share and rng.random() < where_share  # no draw at 0: the mix as it was
+                        where = where_share > 0 and rng.random() < where_share  # no draw at 0: the mix as it was
                         family = "where" if where else world.FAMILIES[rng.integers(len(world.FAMILIES))]
                     elif qtype == "relation":
                         family = _pick_family(rng.random())
