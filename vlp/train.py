@@ -145,8 +145,9 @@ RECIPES = {
     # The README's GPU pretraining (one H200, bf16 as always on CUDA; 229 s).
     "gpu": TrainConfig(batch_size=256, steps=2600, lr=3e-3, warmup=150, eval_every=650, eval_scenes=100,
                        workers=12),
-    # vlp-tiny from random weights on two CPU cores: 192,000 samples, about 18–21 minutes on a quiet
-    # machine (27 on a busy one). Its latest run met every bar on val; on test VQA was 96.9 % (README).
+    # vlp-tiny from random weights on two CPU cores: 192,000 samples, 27 minutes on a busy day (18–21
+    # at a quiet machine's step rate, not measured whole). Its latest run met every bar on val; on
+    # test VQA was 96.9 %, a tenth under its bar (README).
     "cpu": TrainConfig(
         cpu_processes=2,  # two single-thread processes: both cores busy, and no OpenMP stall under load
         threads=1,
