@@ -15,6 +15,7 @@ import vlp
 from vlp import world
 from vlp.api import VLPModel
 from vlp.data import WorldBatches, build_tokenizer, positives, true_of
+from vlp.evaluate import evaluate
 from vlp.generate import generate
 from vlp.model import VLP, config_for
 from vlp.text import DecoderConfig, MultimodalDecoder
@@ -261,10 +262,14 @@ def test_torchrun_two_processes_on_cpu(tmp_path):
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(ROOT))
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=29517",
            "-m", "vlp", "train", "--out", str(tmp_path / "ddp"), "--steps", "3", "--batch-size", "4",
-           "--eval-every", "3", "--eval-scenes", "4", "--final-eval", "0", "--device", "cpu", "--no-progress"]
+           "--eval-every", "3", "--eval-scenes", "4", "--final-eval", "4", "--device", "cpu", "--no-progress"]
     result = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600, cwd=ROOT)
     assert result.returncode == 0, result.stderr[-2000:]
     config = json.loads((tmp_path / "ddp" / "model" / "config.json").read_text())
     assert config["train"]["steps"] == 3
     metrics = json.loads((tmp_path / "ddp" / "model" / "metrics.json").read_text())
     assert metrics["train"]["processes"] == 2 and metrics["train"]["batch_size"] == 8
+    # each process evaluated one split; what they gathered is what one process finds
+    model = vlp.load(str(tmp_path / "ddp" / "model"), device="cpu")
+    for split in ("test", "novel"):
+        assert metrics[split] == json.loads(json.dumps(evaluate(model, split, 4))), split

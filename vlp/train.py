@@ -311,16 +311,11 @@ def train(cfg: TrainConfig, out: Path, device_name: str = "auto", resume: bool =
                 dist.barrier()
     train_seconds = time.perf_counter() - t0
     final = out / "model"
+    scores = _final_metrics(VLPModel(net, tokenizer, spec=out.name, device=device), final_eval, rank, world_size)
     if main_process:
         metrics = {"train": {"steps": cfg.steps, "batch_size": cfg.batch_size * world_size, "seconds": round(train_seconds, 1),
                              "device": str(device), "processes": world_size, "threads": torch.get_num_threads(),
-                             "command": command}}
-        if final_eval:
-            from vlp.evaluate import evaluate
-
-            model_api = VLPModel(net, tokenizer, spec=out.name, device=device)
-            metrics["test"] = evaluate(model_api, "test", final_eval)
-            metrics["novel"] = evaluate(model_api, "novel", final_eval)
+                             "command": command}} | scores
         save_checkpoint(net, tokenizer, final, metrics, {"train": vars(cfg)})
         plot_losses(out / "metrics.jsonl", out / "loss.png")
         print(f"trained {cfg.steps} steps in {train_seconds:.0f} s; model in {final}")
@@ -355,6 +350,23 @@ def _validate(net: VLP, tokenizer, device, n: int) -> dict:
 
     net.eval()
     return quick_validation(VLPModel(net, tokenizer, spec="training", device=device), n)
+
+
+FINAL_SPLITS = ("test", "novel")  # the final metrics.json's, on `final_eval` scenes each
+
+
+def _final_metrics(model: VLPModel, n: int, rank: int, world_size: int) -> dict[str, dict]:
+    """The full metrics on each of FINAL_SPLITS (none when n is 0). With several processes each
+    evaluates its share of the splits, so that no core idles while another evaluates."""
+    from vlp.evaluate import evaluate
+
+    mine = {split: evaluate(model, split, n) for split in FINAL_SPLITS[rank::world_size]} if n else {}
+    if world_size == 1:
+        return mine
+    parts = [None] * world_size
+    dist.all_gather_object(parts, mine)
+    merged = {split: scores for part in parts for split, scores in part.items()}
+    return {split: merged[split] for split in FINAL_SPLITS if split in merged}  # in FINAL_SPLITS' order
 
 
 def _init_distributed(device_name: str) -> tuple[int, int]:
