@@ -5,7 +5,8 @@
 
 The two take turns of --turn seconds (recipe, today, recipe, …), so a busy machine slows them
 alike. Each keeps its own clock of training time (drawing the data and the steps; evaluation
-is not counted) and stops when the clock reaches --minutes or its schedule ends. Every
+is not counted) and stops when the clock reaches --minutes or its schedule ends. The recipe is
+given --minutes as its time budget, so it plans its steps to end its decay inside them. Every
 --every minutes of its clock it is evaluated on the first --scenes test scenes (the bars'
 four metrics only); a bar's time is that of the first evaluation meeting it. A recipe with
 `cpu_processes` > 1 trains as it does in `vlp train`: this benchmark starts itself under
@@ -29,8 +30,8 @@ from vlp.data import WorldBatches, build_tokenizer
 from vlp.device import pick_device
 from vlp.evaluate import evaluate
 from vlp.model import VLP, config_for
-from vlp.train import (RECIPES, TrainConfig, launch, lr_at, new_optimizer, prepare_for_training, train_step,
-                       training_data)
+from vlp.train import (PLAN_EVERY, RECIPES, TrainConfig, launch, lr_at, new_optimizer, prepare_for_training,
+                       replan, train_step, training_data)
 
 BARS = {"vqa_accuracy": 0.97, "caption_accuracy": 0.95, "t2i_p_at_1": 0.95, "itm_accuracy": 0.95}
 NAMES = {"vqa_accuracy": "VQA", "caption_accuracy": "captions", "t2i_p_at_1": "text→image P@1", "itm_accuracy": "ITM"}
@@ -80,13 +81,17 @@ def contender(name: str, cfg: TrainConfig, parallel: bool, device: torch.device,
 
 def train_turn(c: Contender, until: float, device: torch.device) -> None:
     """Steps of `c` until its clock reaches `until` or its schedule ends; when it trains in
-    every process, the first one decides each step and tells the others."""
+    every process, the first one decides each step and tells the others. A recipe with a time
+    budget (`minutes`) plans its steps by its own clock, as `vlp train` does."""
     threads = c.cfg.threads or os.cpu_count() or 1
     torch.set_num_threads(threads)
     c.net.train()
+    shared = c.parallel and dist.is_initialized()
     while True:
+        if c.cfg.minutes and c.step and c.step % PLAN_EVERY == 0:
+            c.cfg = replan(c.cfg, c.step, c.cfg.minutes * 60 - c.clock, c.clock / c.step, shared)
         go = torch.tensor([float(c.clock < until and c.step < c.cfg.steps)])
-        if c.parallel and dist.is_initialized():
+        if shared:
             dist.broadcast(go, 0)
         if not go.item():
             break
@@ -107,7 +112,7 @@ def train_turn(c: Contender, until: float, device: torch.device) -> None:
 def run(args, rank: int, world_size: int) -> list[Contender]:
     device = pick_device(args.device)
     tok = build_tokenizer()
-    recipe, today = RECIPES[args.recipe], TODAY
+    recipe, today = replace(RECIPES[args.recipe], minutes=args.minutes), TODAY  # the recipe plans to end in time
     if args.quick:
         recipe, today = (replace(cfg, batch_size=8, warmup=5, cpu_processes=1) for cfg in (recipe, today))
     budget, every, turn = args.minutes * 60, args.every * 60, args.turn
@@ -138,7 +143,8 @@ def report(contenders: list[Contender], args, processes: int, started: str) -> N
     for c in contenders:
         n, threads = (processes, c.cfg.threads) if c.parallel else (1, c.cfg.threads or os.cpu_count())
         layout = f"{n} process{'es' if n > 1 else ''} × {threads} thread{'s' if threads > 1 else ''}"
-        print(f"- {c.name}: {layout}, batch {c.cfg.batch_size} per process, {c.cfg.steps} steps, lr {c.cfg.lr:g}, "
+        print(f"- {c.name}: {layout}, batch {c.cfg.batch_size} per process, {c.step} steps of {c.cfg.steps}"
+              f"{f' (planned for {c.cfg.minutes:g} min)' if c.cfg.minutes else ''}, lr {c.cfg.lr:g}, "
               f"bf16 on the CPU {c.cfg.cpu_bf16}, ITM negatives {c.cfg.itm_negatives}")
     rows = [{"recipe": c.name, "minutes": f"{e['minutes']:.1f}", "samples": f"{e['samples']:,}",
              **{NAMES[k]: f"{100 * e[k]:.1f} %" for k in BARS}, "load": f"{e['load']:.1f}"}

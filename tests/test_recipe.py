@@ -1,6 +1,7 @@
 """The CPU recipe: its step gives the losses of today's step, it learns, its schedule resumes exactly,
 and `--recipe` names it on the command line."""
 import argparse
+import json
 import math
 import re
 from dataclasses import replace
@@ -12,12 +13,13 @@ from benchmarks.train import image_copies_per_row
 import vlp
 from vlp import train as train_module
 from vlp.data import WorldBatches, build_tokenizer
+from vlp.errors import BadArgument
 from vlp.layers import Attention, use_fused_attention
 from vlp import model as model_module
 from vlp.model import VLP, config_for
 from vlp.text import at_end_token
-from vlp.train import (RECIPES, TrainConfig, config_from, lr_at, prepare_for_training, train, train_step,
-                       training_data)
+from vlp.train import (PLAN_EVERY, RECIPES, TrainConfig, config_from, decay_start, lr_at, planned_steps,
+                       prepare_for_training, train, train_step, training_data)
 
 CPU = torch.device("cpu")
 
@@ -250,6 +252,27 @@ def test_the_recipe_resumes_exactly(tmp_path):
         torch.testing.assert_close(va, vb, atol=5e-4, rtol=0, msg=k)
 
 
+def test_a_time_budget_plans_the_steps_from_the_step_time_until_the_decay_begins():
+    cfg = replace(RECIPES["cpu"], minutes=20, steps=1500)  # decay from step 1,150
+    assert planned_steps(cfg, 200, seconds_left=600, step_seconds=0.5) == 1400  # 1,200 more steps
+    assert planned_steps(cfg, 200, seconds_left=600, step_seconds=2.0) == 500  # a slower machine: fewer
+    assert planned_steps(cfg, 200, seconds_left=-5, step_seconds=2.0) == 201  # out of time: end now
+    assert planned_steps(cfg, decay_start(cfg), seconds_left=600, step_seconds=2.0) == 1500  # the decay runs whole
+
+
+def test_a_run_with_a_time_budget_stops_by_the_clock_at_the_end_of_its_decay(tmp_path):
+    cfg = TrainConfig(size="micro", steps=1000, batch_size=4, warmup=3, decay_share=0.5, final_lr=0.0,
+                      eval_every=10**6, eval_scenes=4, minutes=0.1)
+    final = train(cfg, tmp_path / "run", "cpu", final_eval=0, progress=False)
+    rows = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    steps = json.loads((final / "metrics.json").read_text())["train"]["steps"]
+    assert PLAN_EVERY < steps < 1000  # planned from the clock, not the steps given
+    assert [r["lr"] for r in rows if "lr" in r][-1] == 0.0  # and the decay ended with the run
+    assert json.loads((tmp_path / "run" / "checkpoint" / "state.json").read_text())["steps"] == steps
+    again = train(cfg, tmp_path / "run", "cpu", resume=True, final_eval=0, progress=False)  # resumes the plan
+    assert json.loads((again / "metrics.json").read_text())["train"]["steps"] == steps
+
+
 def test_cuda_keeps_the_fused_attention():
     """The explicit path is for bf16 on the CPU only; CUDA's fused bf16 kernels are fast."""
     net, _ = small_net()
@@ -273,6 +296,12 @@ def test_recipe_flag_names_a_recipe_and_flags_override_it():
     cfg = config_from(parse(["--out", "x", "--recipe", "cpu", "--steps", "7", "--lr", "0.01", "--device", "cpu",
                              "--processes", "1", "--threads", "2"]))
     assert cfg == replace(RECIPES["cpu"], steps=7, lr=0.01, cpu_processes=1, threads=2)
+
+
+def test_minutes_replace_steps_and_not_both():
+    assert config_from(parse(["--out", "x", "--recipe", "cpu", "--minutes", "20", "--device", "cpu"])).minutes == 20
+    with pytest.raises(BadArgument, match="--steps or --minutes"):
+        config_from(parse(["--out", "x", "--minutes", "20", "--steps", "10", "--device", "cpu"]))
 
 
 def test_the_cpu_recipe_starts_its_processes_with_torchrun(monkeypatch, tmp_path):
