@@ -298,8 +298,11 @@ def test_recipe_flag_names_a_recipe_and_flags_override_it():
     assert cfg == replace(RECIPES["cpu"], steps=7, lr=0.01, cpu_processes=1, threads=2)
 
 
-def test_minutes_replace_steps_and_not_both():
+def test_minutes_replace_steps_and_not_both(monkeypatch):
     assert config_from(parse(["--out", "x", "--recipe", "cpu", "--minutes", "20", "--device", "cpu"])).minutes == 20
+    budget = replace(RECIPES["cpu"], minutes=20)
+    monkeypatch.setitem(RECIPES, "cpu", budget)
+    assert config_from(parse(["--out", "x", "--recipe", "cpu", "--steps", "9", "--device", "cpu"])).minutes == 0
     with pytest.raises(BadArgument, match="--steps or --minutes"):
         config_from(parse(["--out", "x", "--minutes", "20", "--steps", "10", "--device", "cpu"]))
 

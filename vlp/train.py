@@ -251,6 +251,8 @@ def config_from(args) -> TrainConfig:
     cfg = RECIPES[args.recipe] if args.recipe else TrainConfig()
     if not args.recipe and args.workers is None and pick_device(args.device).type == "cuda":
         cfg = replace(cfg, workers=8)
+    if args.steps is not None:
+        cfg = replace(cfg, minutes=0.0)  # steps given: no time budget, whatever the recipe's
     return replace(cfg, **{field: getattr(args, flag) for flag, field in _FIELDS.items()
                            if getattr(args, flag) is not None})
 
