@@ -71,20 +71,15 @@ class WorldBatches:
         where_steps: for this many steps at the start, all of them ask "where is …?": a
             curriculum that teaches up and down early, which nothing else in the mix does
             densely (captions teach left and right).
-        vertical_share: of the canonical relation questions, the share asked about up and down
-            ("is the … above the …?", half of them turned round to "below"); the rest as the
-            templates draw them, a third of which are vertical (0: all are).
         text_length, qa_length: padded lengths of the text and question–answer sequences.
     """
 
     def __init__(self, split: str, tokenizer: Tokenizer, vision: VisionConfig, seed: int = 0,
                  text_length: int = 32, qa_length: int = 40, question_pairs: int = 1,
-                 relation_share: float = RELATION_SHARE, where_share: float = 0.0, where_steps: int = 0,
-                 vertical_share: float = 0.0):
+                 relation_share: float = RELATION_SHARE, where_share: float = 0.0, where_steps: int = 0):
         self.split, self.tok, self.vision, self.seed = split, tokenizer, vision, seed
         self.question_pairs, self.relation_share = question_pairs, relation_share
         self.where_share, self.where_steps = where_share, where_steps
-        self.vertical_share = vertical_share
         self.text_length, self.qa_length = text_length, qa_length
 
     def batch(self, step: int, batch_size: int) -> Batch:
@@ -155,8 +150,6 @@ class WorldBatches:
                         family = "where" if where else world.FAMILIES[rng.integers(len(world.FAMILIES))]
                     elif qtype == "relation":
                         family = _pick_family(rng.random())
-                        if family is None and self.vertical_share and rng.random() < self.vertical_share:
-                            question, answer = world.vertical_question(scene, rng)  # no draw at 0, as above
                         if family is None and rng.random() < CONVERSE_SHARE:
                             question = world.converse(question) or question
                     if family:

@@ -63,7 +63,6 @@ class TrainConfig:
     relation_share: float = RELATION_SHARE  # of the second question of a pair: a relation (WorldBatches)
     where_share: float = 0.0  # of the phrased questions that are not relations: "where is …?" (WorldBatches)
     where_steps: int = 0  # for this many steps at the start, all of those ask "where is …?" (WorldBatches)
-    vertical_share: float = 0.0  # of the canonical relation questions: about up and down (WorldBatches)
     loss_weights: dict[str, float] = field(default_factory=lambda: dict(LOSS_WEIGHTS))  # 0: not computed
     minutes: float = 0.0  # > 0: the steps are planned to end training inside this many minutes (planned_steps)
 
@@ -86,8 +85,7 @@ def train_step(model: torch.nn.Module, optimizer: torch.optim.Optimizer, batch, 
 def training_data(cfg: TrainConfig, tokenizer, vision, seed: int) -> WorldBatches:
     """The stream of training batches with the recipe's mix of questions."""
     return WorldBatches("train", tokenizer, vision, seed=seed, question_pairs=cfg.question_pairs,
-                        relation_share=cfg.relation_share, where_share=cfg.where_share, where_steps=cfg.where_steps,
-                        vertical_share=cfg.vertical_share)
+                        relation_share=cfg.relation_share, where_share=cfg.where_share, where_steps=cfg.where_steps)
 
 
 def training_autocast(device: torch.device, cfg: TrainConfig):

@@ -34,15 +34,7 @@ from vlp.world.language import (
 )
 from vlp.world.likeness import Likeness, likeness
 from vlp.world.phrasing import FAMILIES, WHERE_ANSWERS, absent_answer, converse, sample_phrased, where
-from vlp.world.questions import (
-    QUESTION_TYPES,
-    all_answers,
-    answer_set,
-    question_types,
-    sample_question,
-    vertical_question,
-    vocabulary,
-)
+from vlp.world.questions import QUESTION_TYPES, all_answers, answer_set, question_types, sample_question, vocabulary
 from vlp.world.reading import true_answer
 from vlp.world.scene import (
     COLORS,

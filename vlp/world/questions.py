@@ -95,24 +95,11 @@ def _relation_question(scene: Scene, rng: np.random.Generator) -> tuple[str, str
     if what and rng.random() < 1 / 3:
         ref, other = _pick(rng, what)
         return Q_LEFT_WHAT.format(color=ref.color, shape=ref.shape), other.shape
-    return _yes_no_relation(scene, rng, ((Q_LEFT, left_of), (Q_ABOVE, above)))
-
-
-def vertical_question(scene: Scene, rng: np.random.Generator) -> tuple[str, str]:
-    """A canonical 'is the … above the …?' question about a scene with two objects or more,
-    answered yes and no in equal measure (a training mix can ask up and down oftener)."""
-    if not _possible(scene, "relation"):
-        raise BadArgument("This scene has no relation question: it has fewer than two objects.")
-    return _yes_no_relation(scene, rng, ((Q_ABOVE, above),))
-
-
-def _yes_no_relation(scene: Scene, rng: np.random.Generator, templates) -> tuple[str, str]:
-    """A yes/no question in one of `templates` ((template, relation test) pairs)."""
     want = bool(rng.random() < 0.5)  # the answer first: yes and no in equal measure
 
     def options(answer: bool) -> list:
-        return [(a, b, template) for a, b in itertools.permutations(scene.objects, 2)
-                for template, test in templates if test(a, b) == answer]
+        return [(a, b, template) for a, b in itertools.permutations(objects, 2)
+                for template, test in ((Q_LEFT, left_of), (Q_ABOVE, above)) if test(a, b) == answer]
 
     if not options(want):  # only in hand-made scenes with overlapping shapes
         want = not want
