@@ -178,7 +178,8 @@ RECIPES = {
                        workers=12),
     # vlp-tiny from random weights on two CPU cores: 192,000 samples, 27 minutes on a busy day (18–21
     # at a quiet machine's step rate, not measured whole). Its latest run met every bar on val; on
-    # test VQA was 96.9 %, a tenth under its bar (README).
+    # test VQA was 96.9 %, a tenth under its bar (README). `--minutes 20` ends it inside 20 minutes
+    # on any machine, with fewer samples on a slower one (on this one: 142,592, and one bar of four).
     "cpu": TrainConfig(
         cpu_processes=2,  # two single-thread processes: both cores busy, and no OpenMP stall under load
         threads=1,
