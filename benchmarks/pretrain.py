@@ -16,6 +16,7 @@ alone, with two threads, while the others wait.
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import sys
 import time
@@ -30,7 +31,7 @@ from vlp.data import WorldBatches, build_tokenizer
 from vlp.device import pick_device
 from vlp.evaluate import evaluate
 from vlp.model import VLP, config_for
-from vlp.train import (PLAN_EVERY, RECIPES, TrainConfig, launch, lr_at, new_optimizer, prepare_for_training,
+from vlp.train import (RECIPES, TrainConfig, launch, lr_at, new_optimizer, prepare_for_training,
                        replan, train_step, training_data)
 
 BARS = {"vqa_accuracy": 0.97, "caption_accuracy": 0.95, "t2i_p_at_1": 0.95, "itm_accuracy": 0.95}
@@ -67,7 +68,13 @@ class Contender:
     evals: list[dict] = field(default_factory=list)
 
     def done(self, budget: float) -> bool:
-        return self.clock >= budget or self.step >= self.cfg.steps
+        return self.clock >= self.end(budget) or self.step >= self.cfg.steps
+
+    def end(self, budget: float) -> float:
+        """The clock at which it stops: the budget, unless it plans its steps to end inside the
+        budget itself (`minutes`); then its planned steps end it, so a slowdown during its decay
+        does not cut the anneal short."""
+        return math.inf if self.cfg.minutes else budget
 
 
 def contender(name: str, cfg: TrainConfig, parallel: bool, device: torch.device, tok, rank: int, every: float) -> Contender:
@@ -88,8 +95,7 @@ def train_turn(c: Contender, until: float, device: torch.device) -> None:
     c.net.train()
     shared = c.parallel and dist.is_initialized()
     while True:
-        if c.cfg.minutes and c.step and c.step % PLAN_EVERY == 0:
-            c.cfg = replan(c.cfg, c.step, c.cfg.minutes * 60 - c.clock, c.clock / c.step, shared)
+        c.cfg = replan(c.cfg, c.step, c.cfg.minutes * 60 - c.clock, c.clock / c.step if c.step else None, shared)
         go = torch.tensor([float(c.clock < until and c.step < c.cfg.steps)])
         if shared:
             dist.broadcast(go, 0)
@@ -124,7 +130,7 @@ def run(args, rank: int, world_size: int) -> list[Contender]:
         for c in contenders:
             if c.done(budget):
                 continue
-            train_turn(c, min(c.clock + turn, c.next_eval, budget), device)
+            train_turn(c, min(c.clock + turn, c.next_eval, c.end(budget)), device)
             if rank == 0 and (c.clock >= c.next_eval or c.done(budget)):
                 scores = evaluate(VLPModel(c.net, tok, spec=c.name, device=device), "test", args.scenes, headline=True)
                 samples = c.step * c.cfg.batch_size * (processes if c.parallel else 1)

@@ -248,8 +248,12 @@ def test_a_time_budget_plans_the_steps_from_the_step_time_until_the_decay_begins
     cfg = replace(RECIPES["cpu"], minutes=20, steps=1500)  # decay from step 1,150
     assert planned_steps(cfg, 200, seconds_left=600, step_seconds=0.5) == 1400  # 1,200 more steps
     assert planned_steps(cfg, 200, seconds_left=600, step_seconds=2.0) == 500  # a slower machine: fewer
-    assert planned_steps(cfg, 200, seconds_left=-5, step_seconds=2.0) == 201  # out of time: end now
+    assert planned_steps(cfg, 90, seconds_left=-5, step_seconds=2.0) == 91  # out of time in the warm-up: end now
     assert planned_steps(cfg, decay_start(cfg), seconds_left=600, step_seconds=2.0) == 1500  # the decay runs whole
+    # the budget shrinks while the rate is held: the decay starts now, it does not jump down the cosine
+    late = planned_steps(cfg, 1000, seconds_left=100, step_seconds=1.0)
+    assert decay_start(replace(cfg, steps=late)) == 1000
+    assert lr_at(999, replace(cfg, steps=late)) == lr_at(1000, replace(cfg, steps=late)) == cfg.lr
 
 
 def test_a_run_with_a_time_budget_stops_by_the_clock_at_the_end_of_its_decay(tmp_path):
@@ -297,6 +301,9 @@ def test_minutes_replace_steps_and_not_both(monkeypatch):
     assert config_from(parse(["--out", "x", "--recipe", "cpu", "--steps", "9", "--device", "cpu"])).minutes == 0
     with pytest.raises(BadArgument, match="--steps or --minutes"):
         config_from(parse(["--out", "x", "--minutes", "20", "--steps", "10", "--device", "cpu"]))
+    with pytest.raises(BadArgument, match="positive"):
+        config_from(parse(["--out", "x", "--minutes", "-1", "--device", "cpu"]))
+    assert config_from(parse(["--out", "x", "--minutes", "0", "--steps", "10", "--device", "cpu"])).steps == 10
 
 
 def test_the_cpu_recipe_starts_its_processes_with_torchrun(monkeypatch, tmp_path):

@@ -134,19 +134,26 @@ PLAN_EVERY = 10  # steps between the plans of a run with a time budget
 
 def planned_steps(cfg: TrainConfig, step: int, seconds_left: float, step_seconds: float) -> int:
     """The step count of a run with a time budget (`cfg.minutes`), at `step`: the steps done and
-    as many more as `seconds_left` holds at `step_seconds` each (validation included). A slower
-    or faster machine gets fewer or more steps, and the schedule still ends inside the budget
-    with its anneal, where most of the accuracy is won (at the recipe's step 1,000 val captions
-    were 60 %, at 1,500 95.5 %). Once the decay has begun the count stays as it is, so that the
-    decay runs smoothly to its end."""
+    as many more as `seconds_left` holds at `step_seconds` each. A slower or faster machine gets
+    fewer or more steps, and the schedule still ends with its anneal, where most of the accuracy
+    is won (at the recipe's step 1,000 val captions were 60 %, at 1,500 95.5 %). Once the decay
+    has begun the count stays as it is, and a plan never puts the decay's start behind `step`
+    (it starts it now instead), so the rate never jumps down the cosine."""
     if step >= decay_start(cfg):
         return cfg.steps
-    return step + max(1, int(seconds_left / step_seconds))
+    steps = step + max(1, int(seconds_left / step_seconds))
+    while decay_start(replace(cfg, steps=steps)) < step:  # the budget shrank past the decay's start
+        steps += 1
+    return steps
 
 
-def replan(cfg: TrainConfig, step: int, seconds_left: float, step_seconds: float, shared: bool) -> TrainConfig:
-    """The config with the budget's step count (`planned_steps`); when the run is `shared` by
-    several processes, every one takes the first's plan (their clocks differ a little)."""
+def replan(cfg: TrainConfig, step: int, seconds_left: float, step_seconds: float | None,
+           shared: bool) -> TrainConfig:
+    """Every PLAN_EVERY steps of a run with a time budget, the config with the budget's step
+    count (`planned_steps`); otherwise, or before any step was timed (`step_seconds` None), the
+    config as it is. When the run is `shared` by several processes, all take the first's plan."""
+    if not cfg.minutes or step % PLAN_EVERY or step_seconds is None:
+        return cfg
     steps = torch.tensor([planned_steps(cfg, step, seconds_left, step_seconds)])
     if shared:
         dist.broadcast(steps, 0)
@@ -221,8 +228,9 @@ def add_arguments(parser: argparse.ArgumentParser, command_name: str = "train") 
     parser.add_argument("--out", required=True, help="run folder: checkpoints, metrics.jsonl, loss.png, final model")
     parser.add_argument("--steps", type=int, help=f"optimiser steps (default: {d.steps})")
     parser.add_argument("--minutes", type=float, help="instead of --steps: train for this many minutes, "
-                        "validation included; the steps are planned from the measured step time, so that the "
-                        "schedule's decay ends inside the budget (the final evaluation comes after)")
+                        "validation included; until the learning rate starts to decay, the steps are planned "
+                        "from the measured step time so that the decay ends inside the budget (a machine that "
+                        "slows down after that runs over; the final evaluation comes after)")
     parser.add_argument("--batch-size", type=int, help=f"per process (default: {d.batch_size})")
     parser.add_argument("--lr", type=float, help=f"peak learning rate (default: {d.lr})")
     parser.add_argument("--warmup", type=int, help=f"warm-up steps (default: {d.warmup})")
@@ -245,8 +253,10 @@ def add_arguments(parser: argparse.ArgumentParser, command_name: str = "train") 
 
 def config_from(args) -> TrainConfig:
     """The recipe (or the defaults) with the fields of the flags that were given."""
-    if args.steps is not None and args.minutes is not None:
+    if args.steps is not None and args.minutes:
         raise BadArgument("Give --steps or --minutes, not both: with --minutes the steps are planned from the clock.")
+    if args.minutes is not None and args.minutes < 0:
+        raise BadArgument(f"--minutes must be positive (0: no time budget); got {args.minutes:g}.")
     cfg = RECIPES[args.recipe] if args.recipe else TrainConfig()
     if not args.recipe and args.workers is None and pick_device(args.device).type == "cuda":
         cfg = replace(cfg, workers=8)
@@ -305,9 +315,12 @@ def train(cfg: TrainConfig, out: Path, device_name: str = "auto", resume: bool =
     recover(checkpoint)  # a save cut off by a crash: put its complete version back
     if resume and (checkpoint / "state.json").is_file():
         start, elapsed, planned = _load_state(checkpoint, net, optimizer, device)
-        cfg = replace(cfg, steps=planned) if cfg.minutes else cfg  # the budget's plan so far
+        if cfg.minutes and planned:
+            cfg = replace(cfg, steps=planned)  # the budget's plan so far
         if main_process:
             print(f"resumed from step {start} (checkpoint at {checkpoint})", flush=True)
+            if planned and planned != cfg.steps:
+                print(f"the checkpoint's run was planned to {planned} steps; this one runs to {cfg.steps}", flush=True)
     elif resume and main_process:
         print(f"no checkpoint at {checkpoint}; starting from step 0", flush=True)
     unused = not all(cfg.loss_weights.values())  # an objective switched off leaves its head without gradients
@@ -316,22 +329,23 @@ def train(cfg: TrainConfig, out: Path, device_name: str = "auto", resume: bool =
     log = _metrics_log(out / "metrics.jsonl", start) if main_process else None
     bar = tqdm(initial=start, total=cfg.steps, disable=not (progress and main_process), dynamic_ncols=True,
                desc="pretraining")
-    steps = itertools.count(start) if cfg.minutes else range(start, cfg.steps)  # a budget plans as it goes
-    loader = DataLoader(_StepBatches(data, cfg.batch_size), batch_size=None, sampler=steps,
-                        num_workers=cfg.workers, prefetch_factor=4 if cfg.workers else None,
-                        generator=torch.Generator())  # its own seed draw must not move the restored RNG
-    t0 = time.perf_counter() - elapsed
-    t_start = time.perf_counter()
+    sampler = itertools.count(start) if cfg.minutes else range(start, cfg.steps)  # a budget plans as it goes
+    batches = iter(DataLoader(_StepBatches(data, cfg.batch_size), batch_size=None, sampler=sampler,
+                              num_workers=cfg.workers, prefetch_factor=4 if cfg.workers else None,
+                              generator=torch.Generator()))  # its own seed draw must not move the restored RNG
+    t0 = time.perf_counter() - elapsed  # the run's clock, from its first step (before a resume too)
+    t_here = time.perf_counter()  # this process's first step, for the step time
+    last_validation = 0.0  # seconds the latest validation and checkpoint took: the last step's will too
     seen_since, t_since = 0, time.perf_counter()
-    for step, batch in zip(itertools.count(start), loader):
-        if cfg.minutes and step > start and step % PLAN_EVERY == 0:
-            cfg = replan(cfg, step, cfg.minutes * 60 - (time.perf_counter() - t0),
-                         (time.perf_counter() - t_start) / (step - start), world_size > 1)
-            bar.total = cfg.steps
+    for step in itertools.count(start):
+        now = time.perf_counter()
+        cfg = replan(cfg, step, cfg.minutes * 60 - (now - t0) - last_validation,
+                     (now - t_here) / (step - start) if step > start else None, world_size > 1)
+        bar.total = cfg.steps
         if step >= cfg.steps:
             break
         bar.update()
-        batch = _to(batch, device)
+        batch = _to(next(batches), device)
         for group in optimizer.param_groups:
             group["lr"] = lr_at(step, cfg)
         model.train()
@@ -347,6 +361,7 @@ def train(cfg: TrainConfig, out: Path, device_name: str = "auto", resume: bool =
             bar.set_postfix({k: f"{v.item():.3f}" for k, v in losses.items()} | {"samples/s": f"{rate:.0f}"})
         last = step == cfg.steps - 1
         if (step + 1) % cfg.eval_every == 0 or last:
+            validation_began = time.perf_counter()
             if main_process:
                 _save_state(out / "checkpoint", net, tokenizer, optimizer, step + 1, time.perf_counter() - t0, cfg.steps)
                 scores = _validate(net, tokenizer, device, cfg.eval_scenes)
@@ -357,6 +372,7 @@ def train(cfg: TrainConfig, out: Path, device_name: str = "auto", resume: bool =
                 plot_losses(out / "metrics.jsonl", out / "loss.png")
             if world_size > 1:
                 dist.barrier()
+            last_validation = time.perf_counter() - validation_began
     train_seconds = time.perf_counter() - t0
     final = out / "model"
     scores = _final_metrics(VLPModel(net, tokenizer, spec=out.name, device=device), final_eval, rank, world_size)
@@ -463,7 +479,7 @@ def _metrics_log(path: Path, start: int):
 
 def _load_state(folder: Path, net, optimizer, device) -> tuple[int, float, int]:
     """Restores the model, optimiser and RNG; returns the steps done, the seconds they took and
-    the run's step count then."""
+    the run's step count then (0 if the checkpoint does not say)."""
     net.load_state_dict(load_file(folder / "model" / "model.safetensors", device=str(device)))
     meta = json.loads((folder / "state.json").read_text())
     state: dict[int, dict] = {}
@@ -477,7 +493,7 @@ def _load_state(folder: Path, net, optimizer, device) -> tuple[int, float, int]:
                 s["step"] = s["step"].to(device)
     optimizer.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
     torch.set_rng_state(load_file(folder / "rng.safetensors")["cpu"])
-    return meta["step"], meta["elapsed_s"], meta.get("steps", meta["step"])
+    return meta["step"], meta["elapsed_s"], meta.get("steps", 0)  # 0: saved before plans were kept
 
 
 def plot_losses(metrics_file: Path, png: Path) -> None:
