@@ -91,6 +91,10 @@ def recover(path) -> None:
                 try:
                     if not path.exists():
                         os.replace(candidate, path)
+                except OSError:
+                    if not path.exists():
+                        raise
+                    # else a writer's rename put its new version there after the check: keep that one
                 finally:
                     _unlock(fd)
     _clean(path)
@@ -136,11 +140,31 @@ def _swap_in(tmp: Path, path: Path) -> None:
     try:
         if held is not None:
             os.replace(path, path.with_name(f".{path.name}.old-{suffix}"))
-        os.replace(ready, path)
+        _replace_into(ready, path)
     finally:
         if held is not None:
             _unlock(held)
     _fsync(path.parent)  # the renames themselves
+
+
+def _replace_into(ready: Path, path: Path, tries: int = 8) -> None:
+    """Step 4. A reader may have put an older version back at `path` in the instant it was
+    missing (one whose writer was gone, found before this save began): set that one aside as
+    old, under its lock, and try again."""
+    for _ in range(tries):
+        try:
+            os.replace(ready, path)
+            return
+        except OSError:
+            if not path.exists():
+                raise
+        held = _lock(path, wait=True)
+        if held is not None:
+            try:
+                os.replace(path, path.with_name(f".{path.name}.old-{secrets.token_hex(6)}"))
+            finally:
+                _unlock(held)
+    os.replace(ready, path)  # the last try: its error, if any, is the caller's
 
 
 @contextmanager
