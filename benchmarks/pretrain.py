@@ -31,8 +31,8 @@ from vlp.data import WorldBatches, build_tokenizer
 from vlp.device import pick_device
 from vlp.evaluate import evaluate
 from vlp.model import VLP, config_for
-from vlp.train import (RECIPES, TrainConfig, launch, lr_at, new_optimizer, prepare_for_training,
-                       replan, train_step, training_data)
+from vlp.schedule import lr_at, replan
+from vlp.train import RECIPES, TrainConfig, launch, new_optimizer, prepare_for_training, train_step, training_data
 
 BARS = {"vqa_accuracy": 0.97, "caption_accuracy": 0.95, "t2i_p_at_1": 0.95, "itm_accuracy": 0.95}
 NAMES = {"vqa_accuracy": "VQA", "caption_accuracy": "captions", "t2i_p_at_1": "text→image P@1", "itm_accuracy": "ITM"}

@@ -54,7 +54,8 @@ def _train(size: str, steps: int, seconds: float, folder: Path) -> None:
     from vlp.checkpoint import save_checkpoint
     from vlp.data import WorldBatches, build_tokenizer
     from vlp.model import VLP, config_for
-    from vlp.train import TrainConfig, lr_at, new_optimizer, prepare_for_training, train_step
+    from vlp.schedule import lr_at
+    from vlp.train import TrainConfig, new_optimizer, prepare_for_training, train_step
 
     torch.set_num_threads(1)
     torch.manual_seed(0)

@@ -49,7 +49,8 @@ from vlp.prefix_lm import (
     prefix_config_for,
     vqa_accuracy,
 )
-from vlp.train import TrainConfig, lr_at
+from vlp.schedule import lr_at
+from vlp.train import TrainConfig
 
 QUICK = os.environ.get("VLP_LESSON_QUICK") == "1"
 BATCH = 8 if QUICK else 16  # scenes per step (each with its caption and two questions)

@@ -20,6 +20,7 @@ LAYERS = {
     3: ["vlp.checkpoint", "vlp.images"],  # checkpoints and images
     4: ["vlp.protocol", "vlp.api", "vlp.clip", "vlp.openclip", "vlp.blip", "vlp.compose", "vlp.hub"],
     5: ["vlp.index", "vlp.faiss_index", "vlp.index_items", "vlp.index_store", "vlp.index_cli", "vlp.train",
+        "vlp.schedule", "vlp.run_folder",
         "vlp.evaluate", "vlp.cli", "vlp.__main__", "vlp"],  # uses; `vlp` is the package's front door
     6: ["demo", "benchmarks", "app"],  # the demo and the benchmarks
 }

@@ -19,7 +19,8 @@ from vlp.evaluate import evaluate
 from vlp.generate import generate
 from vlp.model import VLP, config_for
 from vlp.text import DecoderConfig, MultimodalDecoder
-from vlp.train import TrainConfig, lr_at, train, train_step
+from vlp.schedule import lr_at
+from vlp.train import TrainConfig, train, train_step
 
 ROOT = Path(__file__).resolve().parent.parent
 

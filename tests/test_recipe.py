@@ -18,8 +18,8 @@ from vlp.layers import Attention, use_fused_attention
 from vlp import model as model_module
 from vlp.model import VLP, config_for
 from vlp.text import at_end_token
-from vlp.train import (PLAN_EVERY, RECIPES, TrainConfig, config_from, decay_start, lr_at, planned_steps,
-                       prepare_for_training, train, train_step, training_data)
+from vlp.schedule import PLAN_EVERY, decay_start, lr_at, planned_steps
+from vlp.train import RECIPES, TrainConfig, config_from, prepare_for_training, train, train_step, training_data
 
 CPU = torch.device("cpu")
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
-import math
 import os
 import shlex
 import sys
@@ -24,18 +23,19 @@ from pathlib import Path
 
 import torch
 import torch.distributed as dist
-from safetensors.torch import load_file, save_file
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
 from vlp.api import VLPModel
-from vlp.atomic import atomic_folder, recover
-from vlp.checkpoint import save_checkpoint, write_checkpoint
+from vlp.atomic import recover
+from vlp.checkpoint import save_checkpoint
 from vlp.data import RELATION_SHARE, WorldBatches, build_tokenizer
 from vlp.device import autocast, pick_device
 from vlp.errors import BadArgument, BadCheckpoint
 from vlp.layers import use_fused_attention
 from vlp.model import SIZES, VLP, config_for
+from vlp.run_folder import load_state, metrics_log, plot_losses, save_state
+from vlp.schedule import lr_at, replan
 
 LOSS_WEIGHTS = {"itc": 1.0, "itm": 1.0, "caption": 1.0, "vqa": 1.0}
 
@@ -109,55 +109,6 @@ def new_optimizer(net: torch.nn.Module, cfg: TrainConfig, device: torch.device) 
         [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
         lr=cfg.lr, betas=(0.9, 0.98), fused=device.type == "cuda",
     )
-
-
-def lr_at(step: int, cfg: TrainConfig) -> float:
-    """Linear warm-up, then `lr` held, then cosine decay to lr * final_lr over the last
-    `decay_share` of the steps after warm-up (1.0: decay from the end of warm-up on)."""
-    if step < cfg.warmup:
-        return cfg.lr * (step + 1) / cfg.warmup
-    start = decay_start(cfg)
-    if step < start:
-        return cfg.lr
-    progress = (step - start) / max(1, cfg.steps - 1 - start)
-    floor = cfg.lr * cfg.final_lr
-    return floor + (cfg.lr - floor) * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
-
-
-def decay_start(cfg: TrainConfig) -> int:
-    """The step at which the learning rate starts to decay."""
-    return cfg.warmup + round((1 - cfg.decay_share) * (cfg.steps - cfg.warmup))
-
-
-PLAN_EVERY = 10  # steps between the plans of a run with a time budget
-
-
-def planned_steps(cfg: TrainConfig, step: int, seconds_left: float, step_seconds: float) -> int:
-    """The step count of a run with a time budget (`cfg.minutes`), at `step`: the steps done and
-    as many more as `seconds_left` holds at `step_seconds` each. A slower or faster machine gets
-    fewer or more steps, and the schedule still ends with its anneal, where most of the accuracy
-    is won (at the recipe's step 1,000 val captions were 60 %, at 1,500 95.5 %). Once the decay
-    has begun the count stays as it is, and a plan never puts the decay's start behind `step`
-    (it starts it now instead), so the rate never jumps down the cosine."""
-    if step >= decay_start(cfg):
-        return cfg.steps
-    steps = step + max(1, int(seconds_left / step_seconds))
-    while decay_start(replace(cfg, steps=steps)) < step:  # the budget shrank past the decay's start
-        steps += 1
-    return steps
-
-
-def replan(cfg: TrainConfig, step: int, seconds_left: float, step_seconds: float | None,
-           shared: bool) -> TrainConfig:
-    """Every PLAN_EVERY steps of a run with a time budget, the config with the budget's step
-    count (`planned_steps`); otherwise, or before any step was timed (`step_seconds` None), the
-    config as it is. When the run is `shared` by several processes, all take the first's plan."""
-    if not cfg.minutes or step % PLAN_EVERY or step_seconds is None:
-        return cfg
-    steps = torch.tensor([planned_steps(cfg, step, seconds_left, step_seconds)])
-    if shared:
-        dist.broadcast(steps, 0)
-    return replace(cfg, steps=int(steps.item()))
 
 
 def fit(model: torch.nn.Module, step: Callable, batch_at: Callable[[int], object], cfg: TrainConfig,
@@ -314,7 +265,7 @@ def train(cfg: TrainConfig, out: Path, device_name: str = "auto", resume: bool =
     start, elapsed, checkpoint = 0, 0.0, out / "checkpoint"
     recover(checkpoint)  # a save cut off by a crash: put its complete version back
     if resume and (checkpoint / "state.json").is_file():
-        start, elapsed, planned = _load_state(checkpoint, net, optimizer, device)
+        start, elapsed, planned = load_state(checkpoint, net, optimizer, device)
         if cfg.minutes and planned:
             cfg = replace(cfg, steps=planned)  # the budget's plan so far
         if main_process:
@@ -326,7 +277,7 @@ def train(cfg: TrainConfig, out: Path, device_name: str = "auto", resume: bool =
     unused = not all(cfg.loss_weights.values())  # an objective switched off leaves its head without gradients
     model = torch.nn.parallel.DistributedDataParallel(net, find_unused_parameters=unused) if world_size > 1 else net
     data = training_data(cfg, tokenizer, net.config.vision, seed=cfg.seed * 1000 + rank)
-    log = _metrics_log(out / "metrics.jsonl", start) if main_process else None
+    log = metrics_log(out / "metrics.jsonl", start) if main_process else None
     bar = tqdm(initial=start, total=cfg.steps, disable=not (progress and main_process), dynamic_ncols=True,
                desc="pretraining")
     sampler = itertools.count(start) if cfg.minutes else range(start, cfg.steps)  # a budget plans as it goes
@@ -363,13 +314,13 @@ def train(cfg: TrainConfig, out: Path, device_name: str = "auto", resume: bool =
         if (step + 1) % cfg.eval_every == 0 or last:
             validation_began = time.perf_counter()
             if main_process:
-                _save_state(out / "checkpoint", net, tokenizer, optimizer, step + 1, time.perf_counter() - t0, cfg.steps)
+                save_state(out / "checkpoint", net, tokenizer, optimizer, step + 1, time.perf_counter() - t0, cfg.steps)
                 scores = _validate(net, tokenizer, device, cfg.eval_scenes)
                 row = {"step": step + 1, "time_s": round(time.perf_counter() - t0, 1), "val": scores}
                 log.write(json.dumps(row) + "\n")
                 log.flush()
                 tqdm.write(f"step {step + 1}: val {json.dumps(scores)}") if progress else print(json.dumps(row), flush=True)
-                plot_losses(out / "metrics.jsonl", out / "loss.png")
+                plot_losses(out / "metrics.jsonl", out / "loss.png", LOSS_WEIGHTS)
             if world_size > 1:
                 dist.barrier()
             last_validation = time.perf_counter() - validation_began
@@ -381,7 +332,7 @@ def train(cfg: TrainConfig, out: Path, device_name: str = "auto", resume: bool =
                              "device": str(device), "processes": world_size, "threads": torch.get_num_threads(),
                              "command": command}} | scores
         save_checkpoint(net, tokenizer, final, metrics, {"train": vars(cfg)})
-        plot_losses(out / "metrics.jsonl", out / "loss.png")
+        plot_losses(out / "metrics.jsonl", out / "loss.png", LOSS_WEIGHTS)
         print(f"trained {cfg.steps} steps in {train_seconds:.0f} s; model in {final}")
         log.close()
     if world_size > 1:
@@ -443,83 +394,3 @@ def _init_distributed(device_name: str) -> tuple[int, int]:
 
 def _to(batch, device):
     return type(batch)(**{k: v.to(device, non_blocking=True) for k, v in vars(batch).items()})
-
-
-def _save_state(folder: Path, net, tokenizer, optimizer, step: int, elapsed: float, steps: int) -> None:
-    """Model checkpoint + optimiser tensors (safetensors) + counters and RNG (JSON), atomically."""
-    with atomic_folder(folder) as tmp:
-        (tmp / "model").mkdir()
-        write_checkpoint(net, tokenizer, tmp / "model")
-        opt = optimizer.state_dict()
-        tensors = {f"{i}.{k}": v.detach().cpu().contiguous() for i, s in opt["state"].items() for k, v in s.items()}
-        save_file(tensors, tmp / "optimizer.safetensors")
-        save_file({"cpu": torch.get_rng_state()}, tmp / "rng.safetensors")
-        groups = [{k: v for k, v in g.items() if k != "params"} | {"params": g["params"]} for g in opt["param_groups"]]
-        (tmp / "state.json").write_text(json.dumps({"step": step, "elapsed_s": elapsed, "steps": steps,
-                                                    "param_groups": groups}))
-
-
-def _metrics_log(path: Path, start: int):
-    """metrics.jsonl, opened for appending, without the rows of the steps from `start` on: a run
-    killed after its last checkpoint had logged steps that the resumed run does and logs again
-    (and maybe half a line). A run from step 0 starts a new file."""
-    def before_start(line: str) -> bool:
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError:
-            return False
-        return row["step"] <= start if "val" in row else row["step"] < start  # val: steps done; else: index
-
-    lines = path.read_text().splitlines() if path.is_file() else []
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text("".join(f"{line}\n" for line in lines if before_start(line)))
-    os.replace(tmp, path)  # a kill here leaves the old file whole
-    return open(path, "a")
-
-
-def _load_state(folder: Path, net, optimizer, device) -> tuple[int, float, int]:
-    """Restores the model, optimiser and RNG; returns the steps done, the seconds they took and
-    the run's step count then (0 if the checkpoint does not say)."""
-    net.load_state_dict(load_file(folder / "model" / "model.safetensors", device=str(device)))
-    meta = json.loads((folder / "state.json").read_text())
-    state: dict[int, dict] = {}
-    for key, value in load_file(folder / "optimizer.safetensors", device=str(device)).items():
-        i, name = key.split(".", 1)
-        state.setdefault(int(i), {})[name] = value
-    for s in state.values():
-        if "step" in s:
-            s["step"] = s["step"].cpu()  # AdamW keeps its step counter on the CPU unless fused
-            if optimizer.defaults.get("fused"):
-                s["step"] = s["step"].to(device)
-    optimizer.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
-    torch.set_rng_state(load_file(folder / "rng.safetensors")["cpu"])
-    return meta["step"], meta["elapsed_s"], meta.get("steps", 0)  # 0: saved before plans were kept
-
-
-def plot_losses(metrics_file: Path, png: Path) -> None:
-    """Training losses (smoothed) and validation scores against steps."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    rows = [json.loads(line) for line in metrics_file.read_text().splitlines() if line.strip()]
-    train_rows = [r for r in rows if "itc" in r]
-    val_rows = [r for r in rows if "val" in r]
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4))
-    for key in (k for k in LOSS_WEIGHTS if train_rows and k in train_rows[-1]):  # the losses it computed
-        ax1.plot([r["step"] for r in train_rows], [r[key] for r in train_rows], label=key)
-    ax1.set_yscale("log")
-    ax1.set_xlabel("step")
-    ax1.set_title("training losses")
-    ax1.legend()
-    if val_rows:
-        for key in val_rows[-1]["val"]:
-            ax2.plot([r["step"] for r in val_rows], [r["val"].get(key) for r in val_rows], marker="o", label=key)
-    ax2.set_ylim(0, 1.02)
-    ax2.set_xlabel("step")
-    ax2.set_title("validation")
-    ax2.legend(loc="lower right")
-    fig.tight_layout()
-    fig.savefig(png, dpi=90)
-    plt.close(fig)
