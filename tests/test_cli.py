@@ -43,6 +43,8 @@ def test_a_photo_gets_a_notice_on_stderr_and_a_scene_none(tmp_path, capsys):
     (["ask", str(ROOT / "README.md"), "what color is the circle?"], "not a readable image"),
     (["ask", str(EXAMPLE), "is the zebra happy?"], "'zebra'"),
     (["caption", str(EXAMPLE), "--model", "/no/such/model"], "No vlp checkpoint"),
+    (["train", "--minutes", "1", "--steps", "3", "--out", "/no/such/run"], "--steps or --minutes"),
+    (["train", "--minutes", "-2", "--out", "/no/such/run"], "must be positive"),
 ])
 def test_bad_input_is_one_sentence_and_exit_2(argv, message, capsys):
     assert main(argv) == 2

@@ -8,6 +8,8 @@ import argparse
 import importlib
 import sys
 
+from vlp.errors import VLPError
+
 COMMANDS = {
     "world": ("vlp.world.cli", "draw Shapes World scenes to PNG files and scenes.jsonl"),
     "train": ("vlp.train", "pretrain a VLP model (ITC + ITM + captioning + VQA)"),
@@ -33,7 +35,11 @@ def main(argv=None) -> int:
     command_parser = argparse.ArgumentParser(prog=f"python -m vlp {name}", description=COMMANDS[name][1])
     module.add_arguments(command_parser, name)
     args = command_parser.parse_args(argv[1:])
-    return module.main(args, name) or 0
+    try:
+        return module.main(args, name) or 0
+    except VLPError as err:  # bad input or a missing model, in any command: one sentence, no traceback
+        print(f"error: {err}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":
