@@ -121,6 +121,20 @@ def test_a_save_cut_off_at_each_of_its_steps_leaves_a_whole_version_and_no_lefto
     assert done.returncode == 0, "a save of more steps than expected"
 
 
+@pytest.mark.parametrize("stages", [("old", "old"), ("old", "ready")])
+def test_recover_puts_back_the_newest_complete_version(tmp_path, stages):
+    path = tmp_path / "saved"
+    for version, stage in enumerate(stages, 1):  # version 2 is the newer one
+        folder = tmp_path / f".saved.{stage}-{version}"
+        folder.mkdir()
+        for name in ("a.json", "b.json"):
+            (folder / name).write_text(json.dumps({"version": version}))
+        os.utime(folder, ns=(version * 10**9, version * 10**9))
+    recover(path)
+    assert read_version(path) == 2
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["saved"]
+
+
 def test_readers_recovering_at_once_during_saves_never_lose_the_folder_or_break_the_writer(tmp_path):
     path = tmp_path / "saved"
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
@@ -130,11 +144,19 @@ def test_readers_recovering_at_once_during_saves_never_lose_the_folder_or_break_
     stop, errors = time.monotonic() + 4, []  # bounded in time
 
     def read():  # the folder may be missing for an instant mid-save; recover must not fail or interfere
+        seen = 0
         while time.monotonic() < stop and not errors:
             try:
                 recover(path)
             except Exception as err:  # noqa: BLE001 - reported below
                 errors.append(repr(err))
+            try:
+                version = json.loads((path / "b.json").read_text())["version"]
+            except (OSError, ValueError):  # mid-save, or mid-write of b.json
+                continue
+            if version < seen:  # an older version put back in place of a newer one
+                errors.append(f"version {version} after {seen}")
+            seen = max(seen, version)
 
     readers = [threading.Thread(target=read) for _ in range(3)]
     for reader in readers:

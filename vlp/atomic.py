@@ -7,7 +7,8 @@ A process killed at any instant of a save leaves the old or the new version load
        writer holds a lock on that folder (flock: the kernel drops it when the writer dies);
     2. that folder is renamed `.NAME.ready-XXXX`: the new version is complete;
     3. the target, if any, is renamed `.NAME.old-XXXX`;
-    4. the ready folder is renamed to the target; the lock is let go, the old folder removed.
+    4. the ready folder is renamed to the target (should a reader have put an older version
+       there meanwhile, it is set aside first); the lock is let go, the old folder removed.
 
 Between 3 and 4 the target is missing. `recover(path)`, which every reader and writer calls
 first, then renames the newest complete version (ready, else old) back into place, waiting
@@ -82,22 +83,33 @@ def recover(path) -> None:
     path = Path(path)
     if not path.parent.is_dir():
         return
-    for stage in ("ready", "old"):
-        for candidate in _versions(path, stage):
-            if path.exists():
+    while not path.exists():
+        newest = _newest(path)
+        if newest is None:
+            break
+        fd = _lock(newest, wait=True)  # a live writer between its renames finishes first
+        if fd is None:
+            if newest.exists():  # another user's: not ours to move
                 break
-            fd = _lock(candidate, wait=True)  # a live writer between its renames finishes first
-            if fd is not None:
-                try:
-                    if not path.exists():
-                        os.replace(candidate, path)
-                except OSError:
-                    if not path.exists():
-                        raise
-                    # else a writer's rename put its new version there after the check: keep that one
-                finally:
-                    _unlock(fd)
+            continue  # renamed or removed meanwhile: look again
+        try:
+            # still missing, and no newer version appeared meanwhile (a live writer's, whose
+            # lock the next look waits on): an older one must never take its place
+            if not path.exists() and _newest(path) == newest:
+                os.replace(newest, path)
+        except OSError:
+            if not path.exists():
+                raise
+            # else a writer's rename put its new version there after the check: keep that one
+        finally:
+            _unlock(fd)
     _clean(path)
+
+
+def _newest(path: Path) -> Path | None:
+    """The version to put back: the newest ready one (complete, not yet in place), else the
+    newest old one."""
+    return next(iter(_versions(path, "ready") + _versions(path, "old")), None)
 
 
 def _clean(path: Path) -> None:
@@ -147,24 +159,27 @@ def _swap_in(tmp: Path, path: Path) -> None:
     _fsync(path.parent)  # the renames themselves
 
 
-def _replace_into(ready: Path, path: Path, tries: int = 8) -> None:
-    """Step 4. A reader may have put an older version back at `path` in the instant it was
-    missing (one whose writer was gone, found before this save began): set that one aside as
-    old, under its lock, and try again."""
-    for _ in range(tries):
-        try:
-            os.replace(ready, path)
-            return
-        except OSError:
-            if not path.exists():
-                raise
-        held = _lock(path, wait=True)
-        if held is not None:
+def _replace_into(ready: Path, path: Path) -> None:
+    """Step 4. Should a reader have put an older version back at `path` in the instant it was
+    missing, that one is set aside as old, and stays locked until `ready` is in place, so that
+    no reader puts it back again."""
+    set_aside = []
+    try:
+        for _ in range(100):  # each older version can get in once at most: bounded all the same
             try:
+                os.replace(ready, path)
+                return
+            except OSError:
+                if not path.exists():
+                    raise
+            held = _lock(path, wait=True)
+            if held is not None:
+                set_aside.append(held)
                 os.replace(path, path.with_name(f".{path.name}.old-{secrets.token_hex(6)}"))
-            finally:
-                _unlock(held)
-    os.replace(ready, path)  # the last try: its error, if any, is the caller's
+        os.replace(ready, path)  # the last try: its error, if any, is the caller's
+    finally:
+        for fd in set_aside:
+            _unlock(fd)
 
 
 @contextmanager
