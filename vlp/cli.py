@@ -4,8 +4,6 @@ from __future__ import annotations
 import argparse
 import sys
 
-from vlp.errors import VLPError
-
 
 def add_arguments(parser: argparse.ArgumentParser, command_name: str) -> None:
     parser.add_argument("--model", default="vlp-tiny", metavar="SPEC", help="model spec (default: vlp-tiny)")
@@ -23,24 +21,21 @@ def add_arguments(parser: argparse.ArgumentParser, command_name: str) -> None:
 
 
 def main(args, command_name: str) -> int:
+    """Bad input or a missing model raises a VLPError, which `python -m vlp` prints as one sentence."""
     import vlp
 
-    try:
-        model = vlp.load(args.model, args.device)
-        if command_name == "words":
-            return _words(model)
-        if command_name == "caption":
-            for path in args.images:
-                print(f"{path}\t{model.caption(path, num_beams=args.beams, max_length=args.max_length)}")
-                _notice(model, path)
-        else:
-            print(model.answer(args.image, args.question))
-            _notice(model, args.image)
-            for word, p in model.answer_scores(args.image, args.question, args.k) if args.k else []:
-                print(f"  {word}\t{p:.3f}")
-    except VLPError as err:  # bad input or a missing model: one sentence, no traceback
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    model = vlp.load(args.model, args.device)
+    if command_name == "words":
+        return _words(model)
+    if command_name == "caption":
+        for path in args.images:
+            print(f"{path}\t{model.caption(path, num_beams=args.beams, max_length=args.max_length)}")
+            _notice(model, path)
+    else:
+        print(model.answer(args.image, args.question))
+        _notice(model, args.image)
+        for word, p in model.answer_scores(args.image, args.question, args.k) if args.k else []:
+            print(f"  {word}\t{p:.3f}")
     return 0
 
 
