@@ -165,18 +165,17 @@ def _replace_into(ready: Path, path: Path) -> None:
     no reader puts it back again."""
     set_aside = []
     try:
-        for _ in range(100):  # each older version can get in once at most: bounded all the same
+        for tries_left in reversed(range(100)):  # each older version gets in once at most: bounded all the same
             try:
                 os.replace(ready, path)
                 return
             except OSError:
-                if not path.exists():
+                if not path.exists() or not tries_left:
                     raise
             held = _lock(path, wait=True)
             if held is not None:
                 set_aside.append(held)
                 os.replace(path, path.with_name(f".{path.name}.old-{secrets.token_hex(6)}"))
-        os.replace(ready, path)  # the last try: its error, if any, is the caller's
     finally:
         for fd in set_aside:
             _unlock(fd)
