@@ -244,6 +244,17 @@ def test_the_recipe_resumes_exactly(tmp_path):
         torch.testing.assert_close(va, vb, atol=5e-4, rtol=0, msg=k)
 
 
+def test_a_checkpoints_clock_counts_the_validation_before_it(tmp_path):
+    """A resumed time budget goes on from the clock in the checkpoint: it must not lose the
+    validation that ran at the checkpoint's step."""
+    cfg = TrainConfig(size="micro", steps=2, batch_size=4, warmup=1, eval_every=2, eval_scenes=8)
+    train(cfg, tmp_path / "run", "cpu", final_eval=0, progress=False)
+    validated = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()][-1]
+    state = json.loads((tmp_path / "run" / "checkpoint" / "state.json").read_text())
+    assert "val" in validated and state["step"] == validated["step"] == 2
+    assert state["elapsed_s"] >= validated["time_s"] - 0.05  # time_s is rounded to 0.1 s
+
+
 def test_a_time_budget_plans_the_steps_from_the_step_time_until_the_decay_begins():
     cfg = replace(RECIPES["cpu"], minutes=20, steps=1500)  # decay from step 1,150
     assert planned_steps(cfg, 200, seconds_left=600, step_seconds=0.5) == 1400  # 1,200 more steps

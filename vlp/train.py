@@ -314,9 +314,10 @@ def train(cfg: TrainConfig, out: Path, device_name: str = "auto", resume: bool =
         if (step + 1) % cfg.eval_every == 0 or last:
             validation_began = time.perf_counter()
             if main_process:
-                save_state(out / "checkpoint", net, tokenizer, optimizer, step + 1, time.perf_counter() - t0, cfg.steps)
                 scores = _validate(net, tokenizer, device, cfg.eval_scenes)
                 row = {"step": step + 1, "time_s": round(time.perf_counter() - t0, 1), "val": scores}
+                # saved after the validation, so that a resumed run's clock counts it
+                save_state(out / "checkpoint", net, tokenizer, optimizer, step + 1, time.perf_counter() - t0, cfg.steps)
                 log.write(json.dumps(row) + "\n")
                 log.flush()
                 tqdm.write(f"step {step + 1}: val {json.dumps(scores)}") if progress else print(json.dumps(row), flush=True)
