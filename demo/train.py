@@ -3,10 +3,12 @@
 it beside the demo's model. The run itself is `demo.training.LiveRun`: one for the whole server."""
 from __future__ import annotations
 
+import json
+
 import gradio as gr
 import pandas as pd
 
-from vlp import world
+from vlp import ASSETS, world
 from vlp.model import OBJECTIVES
 from vlp.errors import BadArgument
 from vlp.limits import MAX_QUESTION_CHARS, MAX_TRAIN_SECONDS, MAX_TRAIN_STEPS, check_text
@@ -18,13 +20,15 @@ from demo.training import BATCH, SIZES, SNAPSHOT_EVERY, LiveRun, RunView
 
 WATCHED = world.sample_scene("test", 4)  # the fixed scene whose attention the tab redraws (example test-00004)
 TICK_S = 1.0  # how often a page reads the run
+SHIPPED = json.loads((ASSETS / "vlp-tiny" / "metrics.json").read_text())["train"]  # how vlp-tiny was trained
 
 EXPLAINED = f"""\
 Pretrain vlp's own model **from random weights** on fresh Shapes World scenes, with all four
 objectives (ITC, ITM, captioning, VQA), and watch it learn: the losses fall, and the class token
 of the ViT moves its attention from everywhere to the objects of a fixed scene. Each step draws
 {BATCH} new scenes. `micro` (0.3 M parameters) learns its first words in a few hundred steps;
-`tiny` (vlp-tiny's size) is slower per step. vlp-tiny itself took 5,000 steps of 128 scenes.
+`tiny` (vlp-tiny's size) is slower per step. vlp-tiny itself took {SHIPPED["steps"]:,} steps of
+{SHIPPED["batch_size"]} scenes.
 
 One run at a time for the whole server, at most {MAX_TRAIN_STEPS} steps and {MAX_TRAIN_SECONDS // 60}
 minutes, at the lowest CPU priority, so the other tabs keep answering. The same run from the

@@ -17,8 +17,9 @@
 # questions, once from random weights and once from the pretrained encoders of the shipped
 # vlp-tiny, and plot accuracy against N.
 #
-# **Time:** full run 3.7 min on a quiet machine (224 s with `python lessons/run.py 6`; 2 cores,
-# load average 1.1 → 1.8); 9.8 min (589 s) with a training beside it. The quick run
+# **Time:** full run 3.7–7 min (`python lessons/run.py 6`, 2 cores: 224 s at a load average of
+# 1.1 → 1.8, and 421 s in a later run at 1.1 → 1.0, the shared host being slower that day);
+# 9.8 min (589 s) with a training beside it. The quick run
 # (`VLP_LESSON_QUICK=1`, CI) fine-tunes 15 steps per run instead of 300 and tests on 100
 # questions instead of 500.
 
@@ -153,20 +154,21 @@ if not QUICK:
 #
 # | N labelled questions | from scratch | pretrained encoders | difference |
 # | --- | --- | --- | --- |
-# | 250 | 44.2 % | 52.4 % | +8.2 |
-# | 1 000 | 40.4 % | 61.0 % | +20.6 |
-# | 4 000 | 43.0 % | 62.4 % | +19.4 |
+# | 250 | 44.2 % | 54.2 % | +10.0 |
+# | 1 000 | 40.6 % | 61.0 % | +20.4 |
+# | 4 000 | 43.0 % | 60.2 % | +17.2 |
 #
-# - **Pretraining helps at every N**, by 8 to 21 points, with the same decoder learning to answer
+# - **Pretraining helps at every N**, by 10 to 20 points, with the same decoder learning to answer
 #   from the same questions; only the image and text encoders differ.
-# - **The gap grows from 250 to 1 000 questions and then holds, and this is the budget
+# - **The gap grows from 250 to 1 000 questions and then holds or narrows a little: the budget
 #   speaking.** From scratch, 300 steps are not enough to learn to *see*: the model learns what
 #   answers each kind of question tends to have (about 40–44 %, far above the 12.4 % of always
 #   "no"), and more varied questions do not help it in 300 steps. With pretrained encoders the
 #   decoder only has to learn to *read* features that already hold colours, shapes, sizes and
 #   positions, and more labelled questions teach it more of that reading, up to what 300 steps
-#   can take in (61 % at 1 000, 62 % at 4 000). (Earlier vlp-tinys gave +6, +20, +28 and +14, +20,
-#   +20 points: the shape of the curve depends on the pretrained model, the direction did not.)
+#   can take in (61 % at 1 000, 60 % at 4 000). (Earlier vlp-tinys gave +8, +21, +19; +6, +20,
+#   +28; and +14, +20, +20 points: the shape of the curve depends on the pretrained model, the
+#   direction did not.)
 # - So the usual statement "pretraining matters most when labels are few" needs a budget
 #   beside it: at a fixed, small compute budget pretraining mattered *more* with 1 000 labels
 #   than with 250. (Not measured here: with a longer fine-tuning the scratch model should catch

@@ -1,5 +1,7 @@
 """The embedded vlp-tiny model: the bars of issue 3, and search that finds what a query names."""
+import argparse
 import json
+import shlex
 
 import numpy as np
 import pytest
@@ -19,6 +21,23 @@ def test_checkpoint_is_small_and_documents_its_command():
     assert metrics["train"]["command"].startswith("python -m vlp train")
     for name, bar in BARS.items():
         assert metrics["test"][name] >= bar, name
+
+
+def test_the_recorded_command_trains_with_the_shipped_models_settings():
+    """The recipe may change; the shipped model must then be trained again, or its command
+    no longer reproduces it (issue 12)."""
+    from vlp.train import add_arguments, config_from
+
+    folder = vlp.ASSETS / "vlp-tiny"
+    command = shlex.split(json.loads((folder / "metrics.json").read_text())["train"]["command"])
+    assert command[:4] == ["python", "-m", "vlp", "train"], command
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    today = vars(config_from(parser.parse_args(command[4:])))
+    shipped = json.loads((folder / "config.json").read_text())["train"]
+    if today["minutes"]:  # a time budget planned the steps by the clock: the count is the plan's
+        today["steps"] = shipped["steps"]
+    assert shipped == today
 
 
 @pytest.mark.slow
