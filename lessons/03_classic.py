@@ -17,11 +17,11 @@
 # that is a single detail wrong — and how does that compare with vlp's model, whose decoder
 # reads the sentence against every image token through cross-attention?
 #
-# **Time:** full run 5.0 min (301 s with `python lessons/run.py 3`; 2 cores, load average 3, a
-# training beside it). The quick run (`VLP_LESSON_QUICK=1`, CI) trains 12 steps of 8 scenes
-# instead of 200 of 16 (and 6 instead of 300 of 32 in section 6) and measures 40 scenes instead
-# of 300: it checks the exact fact of section 5 (a linear head on `[u; v]` is additive), and is
-# far too short for the accuracy tables to mean anything.
+# **Time:** full run 8.7 min (519 s with `python lessons/run.py 3`; 2 cores, load average 1.8 → 1.0).
+# The quick run (`VLP_LESSON_QUICK=1`, CI) trains 12 steps of 8 scenes instead of 200 of 16 (and
+# 6 instead of 900 of 32 in section 6) and measures 40 scenes instead of 300: it checks the exact
+# fact of section 5 (a linear head on `[u; v]` is additive), and is far too short for the
+# accuracy tables to mean anything.
 #
 # Everything comes from vlp: `vlp.baselines` (the classic model, its training steps and the
 # measurements), `vlp.model.VLP` (the cross-attention model), `vlp.data.WorldBatches` (Shapes
@@ -168,11 +168,11 @@ plt.show()
 # near miss? (One half is chance.)
 #
 # For reference, the last row is vlp-tiny as shipped, whose pretraining took far longer (all
-# four objectives, about 20 minutes): what the architecture reaches with a bigger budget.
+# four objectives, about an hour): what the architecture reaches with a bigger budget.
 
 # %%
 pairs = match_pairs("test", TEST_SCENES, vision)
-shipped = vlp.load()  # its own, older tokenizer: the world's vocabulary has grown since
+shipped = vlp.load()  # with the tokenizer it was trained with (shipped.tokenizer)
 results = {
     "classic: [u; v] → linear": match_accuracy(classic.match, pairs, tok),
     "classic: [u; v] → hidden layer → score": match_accuracy(mlp.match, pairs, tok),
@@ -255,7 +255,8 @@ for name, d in moved.items():
 # read the words from nothing.
 
 # %%
-FUSION_STEPS, FUSION_BATCH = (6, 8) if QUICK else (300, 32)
+# 300 steps were too few: the decoder's grasp of relations came with some random starts and not others
+FUSION_STEPS, FUSION_BATCH = (6, 8) if QUICK else (900, 32)
 data6 = WorldBatches("train", shipped.tokenizer, vision, seed=1)  # vlp-tiny's own word ids
 schedule6 = TrainConfig(steps=FUSION_STEPS, lr=1e-3, warmup=max(1, FUSION_STEPS // 10), final_lr=0.1)
 torch.manual_seed(0)
@@ -278,7 +279,7 @@ table(fused)
 # %% [markdown]
 # ## What the numbers show
 #
-# Measured in one full run (299 s, load average 3; the figures above are the run's own). An
+# Measured in one full run (519 s, load average 1.8 → 1.0; the figures above are the run's own). An
 # earlier run at four times the budget of sections 2–4 (200 / 200 / 400 steps) changed none of
 # those readings.
 #
@@ -290,16 +291,19 @@ table(fused)
 #   steps of 16 scenes all three matchers of section 4 still say "no" to most pairs (true pairs
 #   judged right: linear 3 %, hidden layer 21 %, cross-attention 0 %), so their high near-miss
 #   columns come from that bias alone; the threshold-free columns stay near chance (49–54 % for
-#   near misses, 53–64 % for relation misses). vlp-tiny as shipped (640,000 scenes of
+#   near misses, 53–64 % for relation misses). vlp-tiny as shipped (384,000 scenes of
 #   pretraining, four objectives) gets 100 % in every column.
 # - **Given the same pretrained encoders, the two fusions part exactly where section 5 says
-#   (section 6).** Both trained 300 steps of 32 scenes on vlp-tiny's frozen encoders. Late fusion
-#   on the pooled ITC embeddings learnt the attributes fast: true pairs 95 %, caption above its
-#   attribute near miss 97 % — but caption above its *relation* near miss 47 %, chance, and
-#   relation misses judged false only 7 % of the time. The pooled vectors of "a red circle left of
-#   a blue square" and of its mirror are too close to part. Cross-attention, a new decoder on the
-#   same frozen ViT, learnt more slowly on attributes (84 %) but told relations apart 79 % of
-#   the time: it reads which patch holds which object.
+#   (section 6).** Both trained 900 steps of 32 scenes on vlp-tiny's frozen encoders. Late fusion
+#   on the pooled ITC embeddings learnt the attributes: true pairs 99 %, caption above its
+#   attribute near miss 99 % — but caption above its *relation* near miss 54 %, chance, and
+#   relation misses judged false never (0 %). The pooled vectors of "a red circle left of a blue
+#   square" and of its mirror are too close to part. Cross-attention, a new decoder on the same
+#   frozen ViT, learnt both: attributes 99.7 %, relations 98.9 % (relation misses judged false
+#   85 %): it reads which patch holds which object. At 300 steps the decoder had the attributes
+#   (72–84 %) but its grasp of relations depended on its random start: caption above its relation
+#   near miss 51 % in this lesson's run, 79 % from another start (and 79 % on the previous
+#   vlp-tiny), hence the 900.
 # - **Where is "where"?** Swapping a scene's two objects moved the ResNet's pooled vector 0.56 of
 #   the way to a different scene, vlp's patch tokens 0.78 and the ViT's class token 0.36. A CNN
 #   with zero padding keeps some sense of position, so the pooled vector does not lose it
