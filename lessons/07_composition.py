@@ -127,9 +127,10 @@ print("\nwhat the captions say instead (a named object sharing the colour or the
 for pair, guesses in said.items():
     print(f"  {pair:16s}", ", ".join(f"{g} ×{n}" for g, n in guesses.most_common(3)))
 
-held_rate = sum(novel_right[p] for p in HELD_OUT) / sum(novel_total[p] for p in HELD_OUT)
 seen_rate = test_right["seen pairs"] / test_total["seen pairs"]
-assert held_rate < seen_rate - 0.2  # the key result: held-out pairs are named far less often
+held_rates = {p: novel_right[p] / novel_total[p] for p in HELD_OUT if novel_total[p]}
+worst = min(held_rates, key=held_rates.get)
+assert held_rates[worst] < seen_rate - 0.3, worst  # the key result: a held-out pair is named far less often
 
 # %% [markdown]
 # ## Where it looks
