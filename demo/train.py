@@ -101,6 +101,7 @@ def build_train_tab(model, image: gr.Image) -> None:
             compare_btn = gr.Button("Caption and ask with both (the image on the left)", scale=1,
                                     elem_id="train-compare-btn")
         compared = gr.Markdown(elem_id="train-compare")
+        timer = gr.Timer(TICK_S)  # inside the tab: a component between two tabs showed the next tab twice
 
     def tick(request: gr.Request):
         view = run.view()
@@ -120,7 +121,7 @@ def build_train_tab(model, image: gr.Image) -> None:
     def on_compare(img, question):
         return compare(model, run.model(), img, question)
 
-    gr.Timer(TICK_S).tick(tick, None, [status, plot, picture], **PRIVATE)
+    timer.tick(tick, None, [status, plot, picture], **PRIVATE)
     one_message(start_btn.click(on_start, [size, steps], [status], **QUEUED_PRIVATE), [status])
     one_message(stop_btn.click(on_stop, None, [status], **QUEUED_PRIVATE), [status])
     one_message(compare_btn.click(on_compare, [image, question], [compared], **QUEUED_PRIVATE), [compared])

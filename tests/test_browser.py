@@ -298,3 +298,23 @@ def test_on_a_projector_the_text_is_large_and_the_header_leads_to_the_card(brows
         assert shown[1] >= 800 and shown[2] == "contain" and shown[1] > shown[0], shown
     finally:
         page.close()
+
+
+@pytest.mark.timeout(180)
+def test_each_tab_shows_once_whichever_is_open(browser, app_server):
+    """A component placed between two tabs (the Train tab's timer once was) made Gradio show the
+    next tab twice once it was opened."""
+    from playwright.sync_api import expect
+
+    page = _open(browser, app_server, 1400, 1000)
+    try:
+        tabs = page.get_by_role("tab")
+        expect(tabs.last).to_have_text("About", timeout=WAIT_MS)
+        names = [tabs.nth(i).inner_text() for i in range(tabs.count())]
+        assert len(names) == len(set(names)) == 7, names
+        for name in names:
+            page.get_by_role("tab", name=name).click()
+            page.wait_for_timeout(500)
+            assert [tabs.nth(i).inner_text() for i in range(tabs.count())] == names, name
+    finally:
+        page.close()
