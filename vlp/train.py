@@ -332,8 +332,7 @@ def train(cfg: TrainConfig, out: Path, device_name: str = "auto", resume: bool =
         metrics = {"train": {"steps": cfg.steps, "batch_size": cfg.batch_size * world_size, "seconds": round(train_seconds, 1),
                              "device": str(device), "processes": world_size, "threads": torch.get_num_threads(),
                              "command": command}} | scores
-        save_checkpoint(net, tokenizer, final, metrics, {"train": vars(cfg)})
-        plot_losses(out / "metrics.jsonl", out / "loss.png", LOSS_WEIGHTS)
+        save_checkpoint(net, tokenizer, final, metrics, {"train": vars(cfg)})  # loss.png: drawn at the last step
         print(f"trained {cfg.steps} steps in {train_seconds:.0f} s; model in {final}")
         log.close()
     if world_size > 1:
