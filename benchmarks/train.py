@@ -27,39 +27,50 @@ import torch
 from benchmarks.timing import interleaved_seconds, load_average, table
 from vlp.data import WorldBatches, build_tokenizer
 from vlp.device import pick_device
-from vlp import model as model_module
-from vlp.model import LENGTH_GROUPS, SIZES, VLP, config_for
+from vlp.model import SIZES, VLP, config_for
 from vlp.train import RECIPES, TrainConfig, new_optimizer, prepare_for_training, train_step
 
 # Today's step, then the CPU recipe's step levers one at a time (vlp.train.RECIPES["cpu"]):
-# name → (config, whether rows share their image's keys and values, groups of rows by length)
+# name → (config, how the decoder reads its rows: "copies", "shared" or "packed")
 LEVERS = {
-    "today: float32, 3 ITM negatives per image": (TrainConfig(), False, 1),
-    "+ bf16 autocast, explicit attention (CPU)": (TrainConfig(cpu_bf16=True), False, 1),
-    "+ 1 ITM negative per image": (TrainConfig(cpu_bf16=True, itm_negatives=1), False, 1),
-    "+ image keys and values projected once per step": (TrainConfig(cpu_bf16=True, itm_negatives=1), True, 1),
-    "+ 4 questions per scene": (TrainConfig(cpu_bf16=True, itm_negatives=1, question_pairs=2), True, 1),
-    f"+ rows in {LENGTH_GROUPS} groups of similar length (the cpu recipe's step)":
-        (TrainConfig(cpu_bf16=True, itm_negatives=1, question_pairs=2), True, LENGTH_GROUPS),
+    "today: float32, 3 ITM negatives per image": (TrainConfig(), "copies"),
+    "+ bf16 autocast, explicit attention (CPU)": (TrainConfig(cpu_bf16=True), "copies"),
+    "+ 1 ITM negative per image": (TrainConfig(cpu_bf16=True, itm_negatives=1), "copies"),
+    "+ image keys and values projected once per step": (TrainConfig(cpu_bf16=True, itm_negatives=1), "shared"),
+    "+ 4 questions per scene": (TrainConfig(cpu_bf16=True, itm_negatives=1, question_pairs=2), "shared"),
+    "+ each image's texts packed in one sequence (the cpu recipe's step)":
+        (TrainConfig(cpu_bf16=True, itm_negatives=1, question_pairs=2), "packed"),
 }
 
 
 @contextmanager
-def image_copies_per_row(net: VLP, on: bool):
-    """The step before sharing: each objective's decoder rows in one padded pass, each row with
-    its own copy of its image's tokens (their keys and values projected per row)."""
-    if not on:
+def unpacked_rows(net: VLP, reading: str):
+    """The steps before packing (`reading` "copies" or "shared"; "packed" changes nothing): each
+    objective's decoder rows in one padded pass of their own, one text per row, each row with its
+    own copy of its image's tokens ("copies": their keys and values projected per row) or
+    reading the keys and values projected once per step ("shared")."""
+    if reading == "packed":
         yield
         return
 
-    def decode(ids, real, image_tokens, image_rows=None, projected=None):
-        tokens = image_tokens if image_rows is None else image_tokens[image_rows]
-        yield torch.arange(len(ids), device=ids.device), ids.shape[1], net.decoder(ids, tokens)
-    net.decode_in_groups = decode
+    def read(ids, real, image_tokens, image_rows=None, projected=None):
+        images = torch.arange(len(ids), device=ids.device) if image_rows is None else image_rows
+        if reading == "copies":
+            out = net.decoder(ids, image_tokens[images])
+        else:
+            projected = projected or net.decoder.project_images(image_tokens)
+            out = net.decoder(ids, image_tokens, caches=net.decoder.caches_reading(projected, images))
+        return out.hidden, out.logits
+
+    def read_together(reads, image_tokens):
+        projected = None if reading == "copies" else net.decoder.project_images(image_tokens)
+        return {name: read(ids, ids != net.pad_id, image_tokens, rows, projected) for name, (ids, rows) in reads.items()}
+
+    net.read, net.read_together = read, read_together
     try:
         yield
     finally:
-        del net.decode_in_groups
+        del net.read, net.read_together
 
 # (processes, threads per process) of a whole `--recipe cpu` run, at the same global batch
 LAYOUTS = [(1, 2), (1, 1), (2, 1)]
@@ -88,18 +99,14 @@ def step_rates(args) -> list[dict]:
     batches = {q: [d.batch(i, b) for i in range(args.steps)] for q, d in data.items()}
     batches = {q: [type(x)(**{k: v.to(device) for k, v in vars(x).items()}) for x in xs] for q, xs in batches.items()}
 
-    def steps(cfg: TrainConfig, shared: bool, groups: int):
+    def steps(cfg: TrainConfig, reading: str):
         optimizer = new_optimizer(net, cfg, device)
 
         def run():
             prepare_for_training(net, device, cfg)
-            model_module.LENGTH_GROUPS = groups
-            try:
-                with image_copies_per_row(net, not shared):
-                    for batch in batches[cfg.question_pairs]:
-                        train_step(net, optimizer, batch, device, cfg)
-            finally:
-                model_module.LENGTH_GROUPS = LENGTH_GROUPS
+            with unpacked_rows(net, reading):
+                for batch in batches[cfg.question_pairs]:
+                    train_step(net, optimizer, batch, device, cfg)
         return run
 
     runs = {name: steps(*lever) for name, lever in LEVERS.items()}

@@ -9,7 +9,7 @@ from dataclasses import replace
 import pytest
 import torch
 
-from benchmarks.train import image_copies_per_row
+from benchmarks.train import unpacked_rows
 import vlp
 from vlp import train as train_module
 from vlp.data import WorldBatches, build_tokenizer
@@ -17,6 +17,7 @@ from vlp.errors import BadArgument
 from vlp.layers import Attention, use_fused_attention
 from vlp import model as model_module
 from vlp.model import VLP, config_for
+from vlp.packing import PACK_LENGTH, pack
 from vlp.text import at_end_token
 from vlp.schedule import PLAN_EVERY, decay_start, lr_at, planned_steps
 from vlp.train import RECIPES, TrainConfig, config_from, prepare_for_training, train, train_step, training_data
@@ -66,51 +67,50 @@ def test_explicit_attention_gives_the_fused_losses_and_gradients(batch):
 
 
 @pytest.mark.parametrize("itm_negatives", [3, 1])
-def test_rows_that_share_an_image_give_the_losses_of_repeated_images(batch, monkeypatch, itm_negatives):
-    """Captions, questions and ITM pairs read their images' keys and values, projected once per
-    step: the same losses and gradients as giving each row its own copy of the image tokens."""
+@pytest.mark.parametrize("before", ["copies", "shared"])
+def test_packed_texts_give_the_losses_of_one_text_per_row(batch, monkeypatch, itm_negatives, before):
+    """Captions, questions and ITM pairs, each image's packed in one sequence that reads its keys
+    and values, projected once per step: the losses and gradients of one text per row, each row
+    with its own copy of the image tokens ("copies") or reading the shared projection ("shared")."""
     net, _ = small_net()
     real_project, real_forward = net.decoder.project_images, net.decoder.forward
     projections, calls = [], []
     step = lambda: losses_and_gradients(net, batch, itm_negatives)
-    with image_copies_per_row(net, True):  # the step before sharing, as `bench train` times it
-        copies, copies_grads = step()
+    with unpacked_rows(net, before):  # the steps before packing, as `bench train` times them
+        rows, rows_grads = step()
     monkeypatch.setattr(net.decoder, "project_images", lambda tokens: projections.append(1) or real_project(tokens))
-    monkeypatch.setattr(net.decoder, "forward", lambda *a, **kw: calls.append(kw.get("caches")) or real_forward(*a, **kw))
-    shared, shared_grads = step()
-    assert len(projections) == 1  # once for the three passes
-    # every pass (ITM, captions, questions), in its groups of rows of similar length, reads them
-    assert len(calls) == 3 * model_module.LENGTH_GROUPS and all(c is not None for c in calls)
-    assert shared == pytest.approx(copies, abs=1e-5)
-    for g, gc in zip(shared_grads, copies_grads):
-        torch.testing.assert_close(g, gc, atol=1e-5, rtol=1e-4)
+    monkeypatch.setattr(net.decoder, "forward", lambda *a, **kw: calls.append(kw) or real_forward(*a, **kw))
+    packed, packed_grads = step()
+    assert len(projections) == 1 and len(calls) == 1  # one projection, one pass for the three objectives
+    assert calls[0]["texts"] is not None and calls[0]["caches"] is not None
+    assert packed == pytest.approx(rows, abs=1e-5)
+    for g, gr in zip(packed_grads, rows_grads):
+        torch.testing.assert_close(g, gr, atol=1e-5, rtol=1e-4)
 
 
-@pytest.mark.parametrize("groups", [2, 3])
-def test_rows_run_in_groups_of_similar_length_give_the_losses_of_one_padded_pass(batch, monkeypatch, groups):
-    """Captions, questions and ITM pairs in groups, each cut to its longest row: the losses and
-    gradients of one pass over the whole padded batch, with fewer padded tokens decoded."""
+def test_pack_puts_each_images_texts_one_after_another():
+    ids = torch.tensor([[5, 6, 7, 0], [8, 9, 0, 0], [3, 4, 5, 6], [7, 0, 0, 0]])
+    images = torch.tensor([1, 0, 1, 1])
+    packed = pack(ids, ids != 0, images, pad_id=0)
+    assert packed.images.tolist() == [0, 1]
+    assert packed.ids.tolist() == [[8, 9, 0, 0, 0, 0, 0, 0], [5, 6, 7, 3, 4, 5, 6, 7]]
+    assert packed.positions.tolist() == [[0, 1, 0, 0, 0, 0, 0, 0], [0, 1, 2, 0, 1, 2, 3, 0]]
+    assert packed.texts.tolist() == [[1, 1, -1, -1, -1, -1, -1, -1], [0, 0, 0, 2, 2, 2, 2, 3]]
+    torch.testing.assert_close(packed.unpack(packed.ids[..., None])[..., 0], ids)  # and back
+    # at most `length` tokens a sequence: image 1's texts go on in a second one
+    short = pack(ids, ids != 0, images, pad_id=0, length=5)
+    assert short.images.tolist() == [0, 1, 1]
+    assert short.ids.tolist() == [[8, 9, 0, 0, 0], [5, 6, 7, 0, 0], [3, 4, 5, 6, 7]]
+    torch.testing.assert_close(short.unpack(short.ids[..., None])[..., 0], ids)
+
+
+@pytest.mark.parametrize("length", [PACK_LENGTH, 24])
+def test_each_packed_text_gets_the_result_it_gets_alone(batch, monkeypatch, length):
+    """ITM scores, the captions' loss and the questions' states through packed sequences (of any
+    length) are those of one plain pass of the decoder over the padded texts, one per row."""
     net, _ = small_net()
     real = net.decoder.forward
-    widths = []
-
-    def recording(ids, *args, **kwargs):
-        widths.append(ids.shape)
-        return real(ids, *args, **kwargs)
-
-    monkeypatch.setattr(net.decoder, "forward", recording)
-    monkeypatch.setattr(model_module, "LENGTH_GROUPS", 1)
-    whole, whole_grads = losses_and_gradients(net, batch)
-    whole_tokens = sum(rows * length for rows, length in widths)
-    widths.clear()
-    monkeypatch.setattr(model_module, "LENGTH_GROUPS", groups)
-    grouped, grouped_grads = losses_and_gradients(net, batch)
-    assert len(widths) == 3 * groups  # ITM, captions, questions
-    assert sum(rows * length for rows, length in widths) < 0.9 * whole_tokens
-    assert grouped == pytest.approx(whole, abs=1e-5)
-    for g, gw in zip(grouped_grads, whole_grads):
-        torch.testing.assert_close(g, gw, atol=1e-5, rtol=1e-4)
-    # and each row's result is its own, as in one plain pass of the decoder over the padded batch
+    monkeypatch.setattr(model_module, "pack", lambda *args: pack(*args, length=length))
     with torch.no_grad():
         tokens = net.encode_image(batch.pixels).tokens
         plain = real(batch.texts, tokens)
@@ -120,6 +120,15 @@ def test_rows_run_in_groups_of_similar_length_give_the_losses_of_one_padded_pass
         logits = real(batch.captions[:, :-1], tokens).logits
         plain_loss = torch.nn.functional.cross_entropy(logits.flatten(0, 1), targets.flatten(), ignore_index=-100)
         torch.testing.assert_close(net.lm_loss(batch.captions, tokens, batch.captions != net.pad_id), plain_loss)
+        # several texts an image, as in training: each image's questions, packed
+        rows = batch.qa_images
+        by_row = net.decoder(batch.qa, tokens[rows]).hidden * (batch.qa != net.pad_id)[..., None]
+        hidden, _ = net.read(batch.qa, batch.qa != net.pad_id, tokens, rows)
+        torch.testing.assert_close(hidden, by_row, atol=1e-5, rtol=1e-4)
+    packed = pack(batch.qa, batch.qa != net.pad_id, rows, net.pad_id, length)
+    # one sequence an image, unless `length` cuts it: then the image's texts go on in the next
+    assert (len(packed.images) == len(tokens)) == (length == PACK_LENGTH)
+    assert sorted(packed.images.unique().tolist()) == list(range(len(tokens)))
 
 
 def test_the_recipe_step_in_bf16_gives_the_float32_losses(batch, monkeypatch):
@@ -148,11 +157,11 @@ def test_the_recipe_step_in_bf16_gives_the_float32_losses(batch, monkeypatch):
 def test_one_itm_negative_per_image_keeps_the_positives_and_the_near_misses(batch, monkeypatch):
     net, _ = small_net()
     seen = []
-    real = net.match_logits
-    monkeypatch.setattr(net, "match_logits", lambda ids, *args: seen.append(ids) or real(ids, *args))
+    real = net.itm_pairs
+    monkeypatch.setattr(net, "itm_pairs", lambda *args: seen.append(real(*args)) or seen[-1])
     torch.manual_seed(0)
     net(batch, itm_negatives=1)
-    ids, b = seen[-1], len(batch.texts)
+    (ids, _, _), b = seen[-1], len(batch.texts)
     assert len(ids) == 2 * b  # two decoder rows per image: its text, one negative
     width = batch.texts.shape[1]
     torch.testing.assert_close(ids[:b, :width], batch.texts)  # the positives: each image's own text
@@ -161,7 +170,7 @@ def test_one_itm_negative_per_image_keeps_the_positives_and_the_near_misses(batc
     # today's rows: B positives, a hard negative text and image per image that has one, B near misses
     torch.manual_seed(0)
     net(batch, itm_negatives=3)
-    assert len(seen[-1]) > 3 * b
+    assert len(seen[-1][0]) > 3 * b
     with pytest.raises(ValueError):
         net(batch, itm_negatives=2)
 

@@ -18,6 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from vlp.packing import pack
 from vlp.text import DecoderConfig, MultimodalDecoder, TextConfig, TextEncoder, TextOutput, at_end_token
 from vlp.vision import VisionConfig, VisionOutput, VisionTransformer
 
@@ -106,21 +107,18 @@ class VLP(nn.Module):
         return self.text(ids, ids != self.pad_id, need_weights)
 
     def match_logits(self, ids: torch.Tensor, image_tokens: torch.Tensor,
-                     image_rows: torch.Tensor | None = None, projected: list | None = None) -> torch.Tensor:
+                     image_rows: torch.Tensor | None = None) -> torch.Tensor:
         """(B, 2) no-match / match scores, read from the decoder at each text's end token.
-        `image_rows`: text i against image image_rows[i]; `projected`: see `decode_in_groups`."""
-        rows, ends = zip(*[(rows, at_end_token(out.hidden, ids[rows, :length], self.config.text.eos_id))
-                           for rows, length, out in self.decode_in_groups(ids, ids != self.pad_id, image_tokens,
-                                                                          image_rows, projected)])
-        order = torch.cat(rows).argsort()  # back to the rows' own order
-        return self.itm_head(torch.cat(ends)[order])  # (B, 2)
+        `image_rows`: text i against image image_rows[i] (default: image i)."""
+        hidden, _ = self.read(ids, ids != self.pad_id, image_tokens, image_rows)
+        return self.itm_head(at_end_token(hidden, ids, self.config.text.eos_id))  # (B, 2)
 
     # --- the objectives ---------------------------------------------------------------------
     def forward(self, batch: Batch, itm_negatives: int = 3, objectives=OBJECTIVES) -> dict[str, torch.Tensor]:
         """The losses of `objectives` (all four by default) on one batch, as a dict of named terms
         (the trainer weighs them); an objective left out is not computed.
 
-        `itm_negatives`: negative pairs per image for ITM, 3 or 1 (see `itm_loss`).
+        `itm_negatives`: negative pairs per image for ITM, 3 or 1 (see `itm_pairs`).
         """
         losses = {}
         image = self.encode_image(batch.pixels)
@@ -130,53 +128,70 @@ class VLP(nn.Module):
                 text_emb = F.normalize(self.encode_text(batch.texts).embedding.float(), dim=-1)  # (B, embed_dim)
         if "itc" in objectives:
             losses["itc"] = itc_loss(image_emb, text_emb, batch.positives, self.logit_scale.exp().clamp(max=100))
-        # the decoder's passes (ITM pairs, captions, questions) read one projection of the images
-        projected = self.decoder.project_images(image.tokens) if {"itm", "caption", "vqa"} & set(objectives) else None
+        if not {"itm", "caption", "vqa"} & set(objectives):
+            return losses
+        # the decoder's texts (ITM pairs, captions, questions) in one pass: see `read`
+        reads = {}  # objective → (the ids the decoder reads, the image of each row)
         if "itm" in objectives:
             with torch.no_grad():
                 sim = (image_emb @ text_emb.T).float()  # (B images, B texts)
-            losses["itm"], losses["itm_acc"] = self.itm_loss(batch, image.tokens, sim, itm_negatives, projected)
+            itm_ids, itm_rows, itm_labels = self.itm_pairs(batch, sim, itm_negatives)
+            reads["itm"] = (itm_ids, itm_rows)
         if "caption" in objectives:
-            losses["caption"] = self.lm_loss(batch.captions, image.tokens, batch.captions != self.pad_id,
-                                             projected=projected)
+            reads["caption"] = (batch.captions[:, :-1], None)
         if "vqa" in objectives:
-            losses["vqa"] = self.lm_loss(batch.qa, image.tokens, batch.answer_mask, batch.qa_images, projected=projected)
+            reads["vqa"] = (batch.qa[:, :-1], batch.qa_images)
+        out = self.read_together(reads, image.tokens)
+        if "itm" in objectives:
+            logits = self.itm_head(at_end_token(out["itm"][0], itm_ids, self.config.text.eos_id)).float()
+            losses["itm"], losses["itm_acc"] = itm_loss(logits, itm_labels)
+        if "caption" in objectives:
+            losses["caption"] = next_token_loss(out["caption"][1], batch.captions, batch.captions != self.pad_id)
+        if "vqa" in objectives:
+            losses["vqa"] = next_token_loss(out["vqa"][1], batch.qa, batch.answer_mask)
         return losses
 
-    def decode_in_groups(self, ids: torch.Tensor, real: torch.Tensor, image_tokens: torch.Tensor,
-                         image_rows: torch.Tensor | None = None, projected: list | None = None):
-        """The decoder over `ids` (B, L) in groups of rows of similar length (`length_groups` of
-        `real`, the real tokens): yields (rows, length, DecoderOutput) per group. Row i reads image
-        image_rows[i] (default: image i), its keys and values from `projected`
-        (`MultimodalDecoder.project_images` of `image_tokens`, made here when not given)."""
-        projected = projected or self.decoder.project_images(image_tokens)
+    def read(self, ids: torch.Tensor, real: torch.Tensor, image_tokens: torch.Tensor,
+             image_rows: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """The decoder over the texts `ids` (R, L), right-padded (`real` marks their tokens), text i
+        reading image image_rows[i] (default: image i): (hidden (R, L, width), logits (R, L, vocab)).
+
+        The texts of each image are packed into one sequence (`vlp.packing`) that reads the
+        image's keys and values, projected once for all its texts: each text gets the result it
+        would get alone, in one pass over fewer, fuller rows."""
+        projected = self.decoder.project_images(image_tokens)
         images = torch.arange(len(ids), device=ids.device) if image_rows is None else image_rows
-        for rows, length in length_groups(real):
-            caches = self.decoder.caches_reading(projected, images[rows])
-            yield rows, length, self.decoder(ids[rows, :length], image_tokens, caches=caches)
+        packed = pack(ids, real, images, self.pad_id)
+        caches = self.decoder.caches_reading(projected, packed.images)
+        out = self.decoder(packed.ids, image_tokens, positions=packed.positions, caches=caches, texts=packed.texts)
+        return packed.unpack(out.hidden), packed.unpack(out.logits)
+
+    def read_together(self, reads: dict, image_tokens: torch.Tensor) -> dict:
+        """`read` for several sets of texts about the same images in one pass: `reads` maps a
+        name to (ids (R, L), image rows or None); returns the name → (hidden, logits) of each."""
+        ids = _cat_padded([i for i, _ in reads.values()], self.pad_id)
+        rows = torch.cat([torch.arange(len(i), device=i.device) if r is None else r for i, r in reads.values()])
+        hidden, logits = self.read(ids, ids != self.pad_id, image_tokens, rows)
+        out, start = {}, 0
+        for name, (i, _) in reads.items():
+            n, length = i.shape
+            out[name] = hidden[start:start + n, :length], logits[start:start + n, :length]
+            start += n
+        return out
 
     def lm_loss(self, ids: torch.Tensor, image_tokens: torch.Tensor, predict: torch.Tensor,
-                image_rows: torch.Tensor | None = None, reads: torch.Tensor | None = None,
-                projected: list | None = None) -> torch.Tensor:
+                image_rows: torch.Tensor | None = None, reads: torch.Tensor | None = None) -> torch.Tensor:
         """Next-token cross-entropy where `predict` marks the tokens to be predicted; row i reads
         image image_rows[i] (default: image i). `reads`: what the decoder reads in place of
-        `ids` (default: `ids`), e.g. with some words hidden (`vlp.word_dropout`). `projected`:
-        see `decode_in_groups`."""
-        # position t predicts token t + 1
-        inputs = ids if reads is None else reads
-        targets = ids[:, 1:].masked_fill(~predict[:, 1:], -100)  # (B, L − 1); -100: not a target
-        total = 0.0
-        for rows, length, out in self.decode_in_groups(inputs[:, :-1], ids[:, :-1] != self.pad_id, image_tokens,
-                                                       image_rows, projected):
-            total = total + F.cross_entropy(out.logits.flatten(0, 1).float(), targets[rows, :length].flatten(),
-                                            ignore_index=-100, reduction="sum")
-        return total / (targets != -100).sum()  # the mean over every target token of the batch
+        `ids` (default: `ids`), e.g. with some words hidden (`vlp.word_dropout`)."""
+        inputs = (ids if reads is None else reads)[:, :-1]  # position t predicts token t + 1
+        _, logits = self.read(inputs, ids[:, :-1] != self.pad_id, image_tokens, image_rows)
+        return next_token_loss(logits, ids, predict)
 
-    def itm_loss(
-        self, batch: Batch, image_tokens: torch.Tensor, sim: torch.Tensor, negatives: int = 3,
-        projected: list | None = None,
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Each image's text as a positive pair, and `negatives` negative pairs per image.
+    def itm_pairs(self, batch: Batch, sim: torch.Tensor, negatives: int = 3
+                  ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Each image's text as a positive pair, and `negatives` negative pairs per image: the
+        texts (N, L), the image each is paired with (N,), and the labels (N,), 1 for a match.
 
         Hard negatives are sampled in proportion to softmax(similarity) over the pairs that are
         not true (`true_of`), so the head learns from the confusable ones, as ALBEF does; the
@@ -212,13 +227,23 @@ class VLP(nn.Module):
             raise ValueError(f"itm_negatives is 3 or 1, not {negatives}")
         labels = torch.zeros(len(ids), dtype=torch.long, device=ids.device)
         labels[:b] = 1
-        logits = self.match_logits(ids, image_tokens, rows, projected).float()
-        n_pos, n_neg = b, len(labels) - b
-        # positives and negatives weigh the same, whatever their counts
-        weight = torch.tensor([n_pos / n_neg, 1.0], device=ids.device)
-        loss = F.cross_entropy(logits, labels, weight=weight)
-        acc = (logits.argmax(-1) == labels).float().mean()
-        return loss, acc.detach()
+        return ids, rows, labels
+
+
+def itm_loss(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Cross-entropy of the match logits (N, 2) against `labels`, positives and negatives weighing
+    the same whatever their counts; and the accuracy (detached)."""
+    n_pos = int(labels.sum())
+    weight = torch.tensor([n_pos / (len(labels) - n_pos), 1.0], device=logits.device)
+    loss = F.cross_entropy(logits, labels, weight=weight)
+    return loss, (logits.argmax(-1) == labels).float().mean().detach()
+
+
+def next_token_loss(logits: torch.Tensor, ids: torch.Tensor, predict: torch.Tensor) -> torch.Tensor:
+    """The mean cross-entropy of `logits` (B, L − 1, vocab), read from ids[:, :-1], against the
+    next tokens ids[:, 1:] where `predict` (B, L) marks them as targets."""
+    targets = ids[:, 1:].masked_fill(~predict[:, 1:], -100)  # (B, L − 1); -100: not a target
+    return F.cross_entropy(logits.flatten(0, 1).float(), targets.flatten(), ignore_index=-100)
 
 
 def itc_loss(image_emb, text_emb, positives, scale) -> torch.Tensor:
@@ -228,23 +253,6 @@ def itc_loss(image_emb, text_emb, positives, scale) -> torch.Tensor:
     i2t = -(pos / pos.sum(1, keepdim=True) * logits.log_softmax(1)).sum(1).mean()
     t2i = -(pos.T / pos.T.sum(1, keepdim=True) * logits.T.log_softmax(1)).sum(1).mean()
     return (i2t + t2i) / 2
-
-
-# Training's decoder rows (captions, questions, ITM texts) run in this many groups of similar
-# length, each cut to its own longest row: most rows are far shorter than the longest one (the
-# questions: 11 tokens on average, padded to 19), and a causal decoder's right padding changes
-# nothing before it, so the results are those of one padded pass (`tests/test_recipe.py`).
-# Two groups: ≈ 4 % faster a recipe step at batch 64 (1 thread, bf16; 8 rounds in turns,
-# 106 against 102 samples/s); three or four: no faster, as each group is a pass of its own.
-LENGTH_GROUPS = 2
-
-
-def length_groups(real: torch.Tensor) -> list[tuple[torch.Tensor, int]]:
-    """(rows, length) of each group: `real` (B, L) marks the right-padded rows' real tokens; the
-    rows sorted by length are cut into `LENGTH_GROUPS` parts, each with the length of its longest row."""
-    lengths = real.sum(dim=1)  # (B,)
-    parts = lengths.argsort().tensor_split(max(1, min(LENGTH_GROUPS, len(lengths))))
-    return [(rows, int(lengths[rows].max())) for rows in parts if len(rows)]
 
 
 def _cat_padded(rows: list[torch.Tensor], pad_id: int) -> torch.Tensor:
