@@ -32,7 +32,7 @@ def scaled_dot_product_attention(q, k, v, mask=None, dropout: float = 0.0, train
     Returns:
         out (..., T, dv) and the attention weights (..., T, S), each row summing to 1.
     """
-    scores = q @ k.transpose(-2, -1) / math.sqrt(q.shape[-1])  # (..., T, S)
+    scores = (q / math.sqrt(q.shape[-1])) @ k.transpose(-2, -1)  # (..., T, S); q scaled: fewer numbers than the scores
     if mask is not None:
         if mask.dtype == torch.bool:
             scores = scores.masked_fill(~mask, float("-inf"))
@@ -125,20 +125,24 @@ class Attention(nn.Module):
         """Keys and values (C, heads, S, head_dim) of a cross-attention `context` (C, S, dim)."""
         return self._project(context, "k"), self._project(context, "v")
 
-    def _keys_values(
+    def _queries_keys_values(
         self, x: torch.Tensor, context: torch.Tensor | None, cache: KVCache | None
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Keys and values (B, heads, S, head_dim) of x (self-attention) or of `context` (cross)."""
-        if context is None:
-            k, v = self._project(x, "k"), self._project(x, "v")
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Queries (B, heads, T, head_dim) of x; keys and values (B, heads, S, head_dim) of x
+        (self-attention) or of `context` (cross)."""
+        if context is None:  # all three from x: one matrix multiply
+            b, n, _ = x.shape
+            qkv = F.linear(x, self.in_proj_weight, self.in_proj_bias)  # (B, n, 3 · dim)
+            q, k, v = qkv.view(b, n, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
             # self-attention with a cache: this step's keys and values after the earlier steps'
-            return (k, v) if cache is None else cache.append(k, v)
+            return (q, k, v) if cache is None else (q, *cache.append(k, v))
+        q = self._project(x, "q")
         if cache is not None and cache.k is not None:  # the context never changes: projected on the first step
-            return cache.k, cache.v
+            return q, cache.k, cache.v
         k, v = self.context_keys_values(context)
         if cache is not None:
             cache.k, cache.v = k, v
-        return k, v
+        return q, k, v
 
     def forward(
         self,
@@ -158,8 +162,7 @@ class Attention(nn.Module):
         Returns:
             (out (B, T, dim), weights or None).
         """
-        q = self._project(x, "q")  # (B, heads, T, head_dim)
-        k, v = self._keys_values(x, context, cache)  # (B, heads, S, head_dim)
+        q, k, v = self._queries_keys_values(x, context, cache)  # (B, heads, T or S, head_dim)
         dropout = self.dropout if self.training else 0.0
         if need_weights or not self.fused:
             out, weights = scaled_dot_product_attention(q, k, v, mask, dropout, self.training)
