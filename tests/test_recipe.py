@@ -314,6 +314,14 @@ def test_recipe_flag_names_a_recipe_and_flags_override_it():
     assert cfg == replace(RECIPES["cpu"], steps=7, lr=0.01, cpu_processes=1, threads=2)
 
 
+def test_loss_weights_set_the_named_losses_and_keep_the_others():
+    cfg = config_from(parse(["--out", "x", "--recipe", "cpu", "--loss-weights", "caption=4, itc=0", "--device", "cpu"]))
+    assert cfg.loss_weights == RECIPES["cpu"].loss_weights | {"caption": 4.0, "itc": 0.0}
+    for bad in ("captions=2", "caption=two", "vqa=-1", "vqa=inf", "itc=0,itm=0,caption=0,vqa=0"):
+        with pytest.raises(BadArgument, match="--loss-weights"):
+            config_from(parse(["--out", "x", "--loss-weights", bad, "--device", "cpu"]))
+
+
 def test_minutes_replace_steps_and_not_both(monkeypatch):
     assert config_from(parse(["--out", "x", "--recipe", "cpu", "--minutes", "20", "--device", "cpu"])).minutes == 20
     budget = replace(RECIPES["cpu"], minutes=20)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
+import math
 import os
 import shlex
 import sys
@@ -187,6 +188,8 @@ def add_arguments(parser: argparse.ArgumentParser, command_name: str = "train") 
     parser.add_argument("--warmup", type=int, help=f"warm-up steps (default: {d.warmup})")
     parser.add_argument("--decay-share", type=float, help="the last share of the steps after warm-up, in which "
                         f"the learning rate decays; before it, it stays at --lr (default: {d.decay_share})")
+    parser.add_argument("--loss-weights", metavar="NAME=W,…", help="the weights of some losses, e.g. caption=3,vqa=2 "
+                        f"(names: {', '.join(LOSS_WEIGHTS)}; the others keep the recipe's; 0: not computed)")
     parser.add_argument("--seed", type=int, help=f"(default: {d.seed})")
     parser.add_argument("--eval-every", type=int, help=f"steps between validations (default: {d.eval_every})")
     parser.add_argument("--eval-scenes", type=int, help=f"validation scenes (default: {d.eval_scenes})")
@@ -213,8 +216,28 @@ def config_from(args) -> TrainConfig:
         cfg = replace(cfg, workers=8)
     if args.steps is not None:
         cfg = replace(cfg, minutes=0.0)  # steps given: no time budget, whatever the recipe's
+    if args.loss_weights is not None:
+        cfg = replace(cfg, loss_weights=_weights(args.loss_weights, cfg.loss_weights))
     return replace(cfg, **{field: getattr(args, flag) for flag, field in _FIELDS.items()
                            if getattr(args, flag) is not None})
+
+
+def _weights(text: str, weights: dict[str, float]) -> dict[str, float]:
+    """`weights` with those that `text` ("caption=3,vqa=2") names set."""
+    weights = dict(weights)
+    for part in text.split(","):
+        name, _, value = (p.strip() for p in part.partition("="))
+        try:
+            weight = float(value)
+        except ValueError:
+            weight = -1.0
+        if name not in weights or not 0 <= weight < math.inf:
+            raise BadArgument(f"--loss-weights takes NAME=WEIGHT pairs, NAME one of {', '.join(weights)} and "
+                              f"WEIGHT 0 or more, e.g. caption=3,vqa=2; got {part.strip()!r}.")
+        weights[name] = weight
+    if not any(weights.values()):
+        raise BadArgument("--loss-weights leaves no loss to train: give at least one a weight above 0.")
+    return weights
 
 
 def main(args, command_name: str = "train") -> int:
