@@ -244,7 +244,8 @@ def test_a_decay_share_holds_the_rate_then_decays_to_the_same_end():
 
 def test_the_recipe_resumes_exactly(tmp_path):
     """A recipe run stopped half-way and resumed ends with the weights of a straight run."""
-    cfg = replace(RECIPES["cpu"], steps=6, batch_size=8, warmup=2, eval_every=3, eval_scenes=4, cpu_processes=1)
+    cfg = replace(RECIPES["cpu"], steps=6, batch_size=8, warmup=2, eval_every=3, eval_scenes=4, cpu_processes=1,
+                  minutes=0.0)
     straight = train(cfg, tmp_path / "a", "cpu", final_eval=0, progress=False)
     train(replace(cfg, steps=3), tmp_path / "b", "cpu", final_eval=0, progress=False)
     resumed = train(cfg, tmp_path / "b", "cpu", resume=True, final_eval=0, progress=False)
@@ -311,7 +312,7 @@ def test_recipe_flag_names_a_recipe_and_flags_override_it():
     assert config_from(parse(["--out", "x", "--recipe", "cpu", "--device", "cpu"])) == RECIPES["cpu"]
     cfg = config_from(parse(["--out", "x", "--recipe", "cpu", "--steps", "7", "--lr", "0.01", "--device", "cpu",
                              "--processes", "1", "--threads", "2"]))
-    assert cfg == replace(RECIPES["cpu"], steps=7, lr=0.01, cpu_processes=1, threads=2)
+    assert cfg == replace(RECIPES["cpu"], steps=7, lr=0.01, cpu_processes=1, threads=2, minutes=0.0)  # steps: no budget
 
 
 def test_loss_weights_set_the_named_losses_and_keep_the_others():
