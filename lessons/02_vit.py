@@ -14,7 +14,7 @@
 # **Question:** how does a picture become tokens a transformer can read, how does the model know
 # where each token came from, and what does the class token learn to look at?
 #
-# **Time:** full run 13 s, measured on this project's 2-core machine under a load average of 1.5; the quick
+# **Time:** full run 15 s, measured on this project's 2-core machine under a load average of 0.9 → 1.1; the quick
 # run (`VLP_LESSON_QUICK=1`, CI) measures the class token on 8 scenes instead of 200.
 #
 # Everything comes from vlp: `vlp.layers.Block`, `vlp.vision.patch_stem` and `sincos_positions`,
@@ -218,9 +218,9 @@ plt.show()
 #   map per 8 × 8 patch, written as a strided convolution.
 # - Without position embeddings the class token's output does not change when the patches are
 #   shuffled; with them it does. The sin-cos start makes neighbouring patches more similar (0.98)
-#   than patches 4 columns apart (0.87), and training keeps that structure (0.97 and 0.81).
+#   than patches 4 columns apart (0.87), and training keeps that structure (0.97 and 0.83).
 # - At random weights the class token spreads its attention evenly: 23–25 % of it lands on the
 #   object patches, which are 24 % of the patches (full run, 200 test scenes). After pretraining it
-#   concentrates on the objects — 56 %, 74 %, 59 % and 59 % in layers 1 to 4 —
+#   concentrates on the objects — 57 %, 63 %, 67 % and 71 % in layers 1 to 4 —
 #   which is where the information its embedding must carry is. The quick run measures 8 scenes
 #   only; the direction is the same, the percentages noisier.
