@@ -15,7 +15,8 @@
 # compose the two? What does it say for one, where does it look while saying it, and does one
 # remedy — hiding the colour word from the decoder — help?
 #
-# **Time:** full run 3.5 min (212 s with `python lessons/run.py 7`; 2 cores, load average 1.0),
+# **Time:** full run 3.5 min (212 s with `python lessons/run.py 7`; 2 cores, load average 1.0;
+# 251 s beside CI's tests),
 # of which the remedy's two fine-tunings take about 3 minutes. The quick run
 # (`VLP_LESSON_QUICK=1`, CI) captions 40 novel and 40 test scenes instead of 300 each, draws each
 # colour–shape pair once instead of four times, and fine-tunes 4 steps instead of 300.
@@ -130,7 +131,8 @@ for pair, guesses in said.items():
 seen_rate = test_right["seen pairs"] / test_total["seen pairs"]
 held_rates = {p: novel_right[p] / novel_total[p] for p in HELD_OUT if novel_total[p]}
 worst = min(held_rates, key=held_rates.get)
-assert held_rates[worst] < seen_rate - 0.3, worst  # the key result: a held-out pair is named far less often
+# the key result: a held-out pair is named far less often (full run: the yellow square, 74 % against 99 %)
+assert held_rates[worst] < seen_rate - 0.15, worst
 
 # %% [markdown]
 # ## Where it looks
@@ -244,32 +246,31 @@ for name, (right, total, _) in arms.items():
 #
 # In the full run (300 novel and 300 test scenes; the quick run's smaller counts point the same way):
 #
-# - **It does not compose reliably, and unevenly.** Captions name seen pairs right 100 % of the
-#   time (598 of 598 objects in test scenes, 272 of 272 in novel ones), and three of the held-out
-#   pairs nearly as well (orange circle 99 %, purple triangle 98 %, green diamond 88 %), but the
-#   yellow square only 26 times of 80.
+# - **It composes unevenly.** Captions name seen pairs right 99 % of the time (595 of 598 objects
+#   in test scenes, 268 of 272 in novel ones), and three of the held-out pairs nearly as well
+#   (orange circle 99 %, purple triangle 98 %, green diamond 89 %), but the yellow square 59
+#   times of 80 (74 %).
 # - **What it says instead keeps the colour and swaps the shape** for a familiar pair: a yellow
-#   square is captioned "yellow circle" 54 times of 80. (The count lists any named object
+#   square is captioned "yellow circle" 21 times of 80. (The count lists any named object
 #   sharing the colour or the shape, so a few are other objects of the scene.)
 # - **It looks at the right place.** At the step that produces the shape word, the decoder's
-#   cross-attention puts 48 % of its weight on the object for held-out pairs and 46 % for seen
+#   cross-attention puts 64 % of its weight on the object for held-out pairs and 67 % for seen
 #   ones (the object covers 15 % of the patches): the mistake is not in finding the object.
-# - **On the hand-made large yellow square ("One yellow square"), the parts of this model lean
-#   the same way, and only just.** The caption says "a large yellow square"; "is there a yellow
-#   square?" gets "yes" (1.00) and "what color is the square?" "yellow" (1.00). But "what shape
-#   is the yellow object?" gets "square" by 0.60 against "circle" 0.40, and the ITM head gives
-#   "a large yellow circle" 0.48 beside "a large yellow square" 0.999: the familiar pair is
-#   nearly as likely as the truth. Earlier vlp-tinys broke in different parts: one said "circle" in every part, one
-#   read the square right in ITM and VQA and failed only in the caption, and the one before this
-#   one saw the square in ITM and the yes/no answer but said "circle" in the caption and in
-#   "what shape is the yellow object?" (0.98). Which part breaks depends on the run; that the
-#   familiar pair competes does not.
+# - **On the hand-made large yellow square ("One yellow square") every part of this model reads
+#   it right**: the caption says "a large yellow square", "what shape is the yellow object?" gets
+#   "square" 0.99 (circle 0.01), and the ITM head gives "a large yellow circle" 0.001 beside "a
+#   large yellow square" 1.000. Earlier vlp-tinys broke in different parts: one said "circle" in
+#   every part, one read the square right in ITM and VQA and failed only in the caption, one saw
+#   the square in ITM and the yes/no answer but said "circle" in the caption and in "what shape
+#   is the yellow object?" (0.98), and the one before this one said "square" by only 0.60 against
+#   0.40. Which part breaks depends on the run, and on one drawing; the scenes above show that the
+#   familiar pair still competes.
 # - **The remedy helps, and shows where the prior is.** Reading the colour words as [UNK] after
-#   word-dropout fine-tuning names the yellow square in 60 % of its captions, against 26 % for
-#   the control fine-tuned the same way and 32 % for vlp-tiny as shipped, at a cost of 1 point on
-#   seen pairs (99 %). The other held-out pairs stay near where they were (91–97 %). So much of
+#   word-dropout fine-tuning names the yellow square in 85 % of its captions, against 69 % for
+#   the control fine-tuned the same way and 74 % for vlp-tiny as shipped, at no cost on seen
+#   pairs (99 %). The other held-out pairs stay where they were or rise (97–100 %). So part of
 #   the error is the decoder's "yellow → circle" habit, which hiding the colour removes; the rest
 #   is not: with the colour hidden, the decoder still reads another shape from the image tokens
-#   of a yellow square in 40 % of its captions. A remedy for that has to reach the image encoder,
+#   of a yellow square in 15 % of its captions. A remedy for that has to reach the image encoder,
 #   where the CLEVR systematicity literature points (more attribute diversity, colour-free
 #   renders), and needs pretraining rather than a 4-minute fine-tune.
