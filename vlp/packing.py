@@ -48,15 +48,15 @@ def pack(ids: torch.Tensor, real: torch.Tensor, images: torch.Tensor, pad_id: in
     # which pack and where in it: a short loop over the rows' lengths, on the CPU
     pack_of, offset, pack_images = [0] * rows, [0] * rows, []
     used = limit + 1  # the current pack's tokens; over the limit at first, so the first text opens one
-    last_image = None
+    last_image, span = None, 1  # span: the longest pack
     for r, n, image in zip(order.tolist(), lengths[order].tolist(), images[order].tolist()):
         if image != last_image or used + n > limit:
             pack_images.append(image)
             used, last_image = 0, image
         pack_of[r], offset[r] = len(pack_images) - 1, used
         used += n
+        span = max(span, used)
     device = ids.device
-    span = max(1, int(max((o + n for o, n in zip(offset, lengths.tolist())), default=1)))
     t = torch.arange(width, device=device)
     slots = (torch.tensor(pack_of, device=device)[:, None] * span
              + torch.tensor(offset, device=device)[:, None] + t)  # (R, L)

@@ -124,7 +124,7 @@ class MultimodalDecoder(nn.Module):
     def caches_reading(self, projected: list[tuple[torch.Tensor, torch.Tensor]], rows: torch.Tensor) -> list[BlockCaches]:
         """Caches whose cross-attention holds, for row i, image rows[i]'s keys and values from
         `project_images`: a pass given them projects nothing (training's ITM pairs, captions
-        and questions read the same images, in groups of rows of similar length)."""
+        and questions read the same images, packed by image: `vlp.packing`)."""
         if len(rows) == len(projected[0][0]) and torch.equal(rows, torch.arange(len(rows), device=rows.device)):
             return [BlockCaches(KVCache(), KVCache(k, v)) for k, v in projected]  # row i reads image i: no copy
         # index_select, not k[rows]: its backward (index_add) is ≈ 5× faster on the CPU
