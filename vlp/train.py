@@ -362,6 +362,7 @@ def train(cfg: TrainConfig, out: Path, device_name: str = "auto", resume: bool =
         print(f"trained {cfg.steps} steps in {train_seconds:.0f} s; model in {final}")
         log.close()
     if world_size > 1:
+        dist.barrier()  # none tears its connections down while another still works (rank 0 saves)
         dist.destroy_process_group()
     return final
 
