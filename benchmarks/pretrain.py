@@ -82,7 +82,8 @@ def contender(name: str, cfg: TrainConfig, parallel: bool, device: torch.device,
     net = VLP(config_for(cfg.size, len(tok), tok.eos_id), tok.pad_id).to(device)
     prepare_for_training(net, device, cfg)
     model = torch.nn.parallel.DistributedDataParallel(net) if parallel and dist.is_initialized() else net
-    data = training_data(cfg, tok, net.config.vision, seed=cfg.seed * 1000 + (rank if parallel else 0))
+    processes = dist.get_world_size() if parallel and dist.is_initialized() else 1
+    data = training_data(cfg, tok, net.config.vision, rank if processes > 1 else 0, processes)
     return Contender(name, cfg, parallel, net, model, new_optimizer(net, cfg, device), data, next_eval=every)
 
 

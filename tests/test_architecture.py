@@ -14,7 +14,7 @@ ROOT = Path(__file__).resolve().parent.parent
 # The layers of docs/architecture.md; a module may import from its own layer and those below.
 LAYERS = {
     0: ["vlp.errors", "vlp.limits", "vlp.device", "vlp.atomic"],  # foundations: no model code
-    1: ["vlp.layers", "vlp.vision", "vlp.tokenizer", "vlp.text", "vlp.packing", "vlp.model", "vlp.generate",
+    1: ["vlp.layers", "vlp.vision", "vlp.tokenizer", "vlp.text", "vlp.packing", "vlp.parallel", "vlp.model", "vlp.generate",
         "vlp.attention"],  # the teaching core
     2: ["vlp.world", "vlp.data"],  # Shapes World and the training batches drawn from it
     3: ["vlp.checkpoint", "vlp.images"],  # checkpoints and images

@@ -186,7 +186,7 @@ def test_the_recipe_asks_where_things_are_first_then_less():
     tok = build_tokenizer()
     vision = config_for("tiny", len(tok), tok.eos_id).vision
     recipe = RECIPES["cpu"]
-    data = training_data(recipe, tok, vision, seed=0)
+    data = training_data(recipe, tok, vision)
     plain = WorldBatches("train", tok, vision, seed=0, question_pairs=recipe.question_pairs)
     first, after = asked(data, recipe.where_steps - 1, "^where is"), asked(data, recipe.where_steps, "^where is")
     assert first > 0.35 and 0.1 < after < 0.25, (first, after)  # all phrased non-relations, then a quarter

@@ -72,18 +72,44 @@ class WorldBatches:
             curriculum that teaches up and down early, which nothing else in the mix does
             densely (captions teach left and right).
         text_length, qa_length: padded lengths of the text and question–answer sequences.
+        team: the seeds of every process that trains together with this one (data-parallel), in
+            the order of their ranks, this one's among them. Each draws its own batch; so that
+            contrastive learning can score every text against every process's images, each also
+            draws the others' scenes and texts (not their pixels: cheap), and `positives` then
+            spans the whole step, (B × processes, B × processes). Empty: one process.
     """
 
     def __init__(self, split: str, tokenizer: Tokenizer, vision: VisionConfig, seed: int = 0,
                  text_length: int = 32, qa_length: int = 40, question_pairs: int = 1,
-                 relation_share: float = RELATION_SHARE, where_share: float = 0.0, where_steps: int = 0):
-        self.split, self.tok, self.vision, self.seed = split, tokenizer, vision, seed
+                 relation_share: float = RELATION_SHARE, where_share: float = 0.0, where_steps: int = 0,
+                 team: tuple[int, ...] = ()):
+        if team and seed not in team:
+            raise ValueError(f"seed {seed} is not one of its team's {team}")
+        self.split, self.tok, self.vision, self.seed, self.team = split, tokenizer, vision, seed, tuple(team)
         self.question_pairs, self.relation_share = question_pairs, relation_share
         self.where_share, self.where_steps = where_share, where_steps
         self.text_length, self.qa_length = text_length, qa_length
 
     def batch(self, step: int, batch_size: int) -> Batch:
-        rng = np.random.default_rng([self.seed, step])
+        rng, scenes, texts, kinds, wrong = self._draw(self.seed, step, batch_size)
+        qa, answer_mask, qa_images = self._questions(scenes, rng, 1.0 if step < self.where_steps else self.where_share)
+        captions = [world.caption(s) for s in scenes]
+        return Batch(
+            pixels=scene_pixels(scenes, self.vision),
+            texts=self._ids(texts),
+            positives=torch.from_numpy(self._positives(step, batch_size, scenes, texts, kinds)),
+            true_of=torch.from_numpy(true_of(scenes, texts, captions)),
+            captions=self._ids(captions),
+            wrong_texts=self._ids(wrong),
+            qa=qa,
+            answer_mask=answer_mask,
+            qa_images=qa_images,
+        )
+
+    def _draw(self, seed: int, step: int, batch_size: int):
+        """The scenes of batch `step` of the stream with `seed`, a text for each and its kind, a near
+        miss for each, and the generator that goes on to draw the questions."""
+        rng = np.random.default_rng([seed, step])
         start = int(rng.integers(0, 2**31 - batch_size))  # scenes are indexed; pick a fresh run of them
         scenes = world.scenes(self.split, batch_size, start=start)
         texts, kinds, wrong = [], [], []
@@ -92,19 +118,15 @@ class WorldBatches:
             texts.append(text)
             kinds.append(kind)
             wrong.append(world.near_miss(scene, miss, rng))
-        qa, answer_mask, qa_images = self._questions(scenes, rng, 1.0 if step < self.where_steps else self.where_share)
-        captions = [world.caption(s) for s in scenes]
-        return Batch(
-            pixels=scene_pixels(scenes, self.vision),
-            texts=self._ids(texts),
-            positives=torch.from_numpy(positives(scenes, texts, kinds, captions)),
-            true_of=torch.from_numpy(true_of(scenes, texts, captions)),
-            captions=self._ids(captions),
-            wrong_texts=self._ids(wrong),
-            qa=qa,
-            answer_mask=answer_mask,
-            qa_images=qa_images,
-        )
+        return rng, scenes, texts, kinds, wrong
+
+    def _positives(self, step: int, batch_size: int, scenes, texts, kinds) -> np.ndarray:
+        """The ITC targets of this batch, or with a team, of every process's batch at `step`."""
+        if self.team:
+            drawn = [(scenes, texts, kinds) if seed == self.seed else self._draw(seed, step, batch_size)[1:4]
+                     for seed in self.team]
+            scenes, texts, kinds = ([x for d in drawn for x in d[i]] for i in range(3))
+        return positives(scenes, texts, kinds, [world.caption(s) for s in scenes])
 
     def _ids(self, texts: list[str]) -> torch.Tensor:
         ids, keep = self.tok.batch(texts, self.text_length)

@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from vlp.packing import pack
+from vlp.parallel import every_process
 from vlp.text import DecoderConfig, MultimodalDecoder, TextConfig, TextEncoder, TextOutput, at_end_token
 from vlp.vision import VisionConfig, VisionOutput, VisionTransformer
 
@@ -74,7 +75,8 @@ class Batch:
 
     pixels: torch.Tensor  # (B, 3, H, W) preprocessed images
     texts: torch.Tensor  # (B, L) texts describing each image: captions, paraphrases, mentions
-    positives: torch.Tensor  # (B, B) bool: ITC targets, text i is a description of image j
+    positives: torch.Tensor  # (B, B) bool: ITC targets, text i is a description of image j;
+    # (B × P, B × P) over the batches of P data-parallel processes (vlp.data.WorldBatches' team)
     true_of: torch.Tensor  # (B, B) bool: ITM truth, everything text i names is in image j
     captions: torch.Tensor  # (B, L) canonical captions, the captioning targets
     wrong_texts: torch.Tensor  # (B, L) a near miss per image: one attribute or the relation changed
@@ -127,7 +129,10 @@ class VLP(nn.Module):
             with torch.set_grad_enabled(torch.is_grad_enabled() and "itc" in objectives):
                 text_emb = F.normalize(self.encode_text(batch.texts).embedding.float(), dim=-1)  # (B, embed_dim)
         if "itc" in objectives:
-            losses["itc"] = itc_loss(image_emb, text_emb, batch.positives, self.logit_scale.exp().clamp(max=100))
+            images, texts = image_emb, text_emb
+            if len(batch.positives) > len(batch.texts):  # the targets span every process's batch
+                images, texts = every_process(image_emb), every_process(text_emb)
+            losses["itc"] = itc_loss(images, texts, batch.positives, self.logit_scale.exp().clamp(max=100))
         if not {"itm", "caption", "vqa"} & set(objectives):
             return losses
         # the decoder's texts (ITM pairs, captions, questions) in one pass: see `read`

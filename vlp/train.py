@@ -83,10 +83,13 @@ def train_step(model: torch.nn.Module, optimizer: torch.optim.Optimizer, batch, 
     return {k: v.detach() for k, v in losses.items()}
 
 
-def training_data(cfg: TrainConfig, tokenizer, vision, seed: int) -> WorldBatches:
-    """The stream of training batches with the recipe's mix of questions."""
-    return WorldBatches("train", tokenizer, vision, seed=seed, question_pairs=cfg.question_pairs,
-                        relation_share=cfg.relation_share, where_share=cfg.where_share, where_steps=cfg.where_steps)
+def training_data(cfg: TrainConfig, tokenizer, vision, rank: int = 0, processes: int = 1) -> WorldBatches:
+    """The stream of training batches of process `rank` of `processes` training together, with
+    the recipe's mix of questions; its contrastive targets span every process's batch."""
+    seeds = [cfg.seed * 1000 + r for r in range(processes)]
+    return WorldBatches("train", tokenizer, vision, seed=seeds[rank], team=tuple(seeds) if processes > 1 else (),
+                        question_pairs=cfg.question_pairs, relation_share=cfg.relation_share,
+                        where_share=cfg.where_share, where_steps=cfg.where_steps)
 
 
 def training_autocast(device: torch.device, cfg: TrainConfig):
@@ -302,7 +305,7 @@ def train(cfg: TrainConfig, out: Path, device_name: str = "auto", resume: bool =
         print(f"no checkpoint at {checkpoint}; starting from step 0", flush=True)
     unused = not all(cfg.loss_weights.values())  # an objective switched off leaves its head without gradients
     model = torch.nn.parallel.DistributedDataParallel(net, find_unused_parameters=unused) if world_size > 1 else net
-    data = training_data(cfg, tokenizer, net.config.vision, seed=cfg.seed * 1000 + rank)
+    data = training_data(cfg, tokenizer, net.config.vision, rank, world_size)
     log = metrics_log(out / "metrics.jsonl", start) if main_process else None
     bar = tqdm(initial=start, total=cfg.steps, disable=not (progress and main_process), dynamic_ncols=True,
                desc="pretraining")
