@@ -17,7 +17,8 @@
 # that is a single detail wrong — and how does that compare with vlp's model, whose decoder
 # reads the sentence against every image token through cross-attention?
 #
-# **Time:** full run 8.7 min alone (519 s with `python lessons/run.py 3`; 2 cores, load average 1.8 → 1.0);
+# **Time:** full run 8.7 min alone (519 s with `python lessons/run.py 3`; 2 cores, load average 1.8 → 1.0;
+# 473 s with `OMP_NUM_THREADS=1`);
 # 12.8 min (768 s) beside CI's tests (load average 1.1 → 4.0).
 # The quick run (`VLP_LESSON_QUICK=1`, CI) trains 12 steps of 8 scenes instead of 200 of 16 (and
 # 6 instead of 900 of 32 in section 6) and measures 40 scenes instead of 300: it checks the exact
@@ -280,7 +281,7 @@ table(fused)
 # %% [markdown]
 # ## What the numbers show
 #
-# Measured in one full run (768 s beside CI's tests, load average 1.1 → 4.0; the figures above are
+# Measured in one full run (473 s with one thread, `OMP_NUM_THREADS=1`, load average 1.0 → 1.1; the figures above are
 # the run's own). An earlier run at four times the budget of sections 2–4 (200 / 200 / 400 steps) changed none of
 # those readings.
 #
@@ -292,16 +293,17 @@ table(fused)
 #   steps of 16 scenes all three matchers of section 4 still say "no" to most pairs (true pairs
 #   judged right: linear 2 %, hidden layer 9 %, cross-attention 0 %), so their high near-miss
 #   columns come from that bias alone; the threshold-free columns stay near chance (46–54 % for
-#   near misses, 50–64 % for relation misses). vlp-tiny as shipped (245,000 scenes of
-#   pretraining, four objectives) gets 99–100 % in every column.
+#   near misses, 50–64 % for relation misses). vlp-tiny as shipped (183,000 scenes of
+#   pretraining, four objectives) gets 98–100 % in every column but one: it judges 90 % of the
+#   relation misses false.
 # - **Given the same pretrained encoders, the two fusions part exactly where section 5 says
 #   (section 6).** Both trained 900 steps of 32 scenes on vlp-tiny's frozen encoders. Late fusion
-#   on the pooled ITC embeddings learnt the attributes: true pairs 99 %, caption above its
-#   attribute near miss 99 % — but caption above its *relation* near miss 65 %, little above
-#   chance, and relation misses judged false 4 %. The pooled vectors of "a red circle left of a
+#   on the pooled ITC embeddings learnt the attributes: true pairs 98 %, caption above its
+#   attribute near miss 98 % — but caption above its *relation* near miss 55 %, little above
+#   chance, and relation misses judged false 8.5 %. The pooled vectors of "a red circle left of a
 #   blue square" and of its mirror are too close to part. Cross-attention, a new decoder on the same
-#   frozen ViT, learnt both: attributes 97.7 %, relations 95.7 % (relation misses judged false
-#   85 %): it reads which patch holds which object. At 300 steps (on an earlier vlp-tiny) the
+#   frozen ViT, learnt both: attributes 98.3 %, relations 96.8 % (relation misses judged false
+#   89 %): it reads which patch holds which object. At 300 steps (on an earlier vlp-tiny) the
 #   decoder had the attributes (72–84 %) but its grasp of relations depended on its random start:
 #   caption above its relation near miss 51 % in one run, 79 % from another start, hence the 900.
 # - **Where is "where"?** Swapping a scene's two objects moved the ResNet's pooled vector 0.54 of
