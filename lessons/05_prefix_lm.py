@@ -18,7 +18,8 @@
 # With the same parameters, data and steps, which captions and answers better, and which trains
 # and decodes faster?
 #
-# **Time:** full run 5.4 min (325 s with `python lessons/run.py 5`; 2 cores, load average 1). The
+# **Time:** full run 5.4 min (325 s with `python lessons/run.py 5`; 2 cores, load average 1; 288 s
+# with one thread, `OMP_NUM_THREADS=1`). The
 # quick run (`VLP_LESSON_QUICK=1`, CI) trains 4 steps of 8 scenes instead of 400 of 16 and
 # measures 16 scenes instead of 200: it checks that both models learn and decode, and is far too
 # short for the accuracies to mean anything.
@@ -192,21 +193,21 @@ print(f"  prefix / cross: {decode_rate['prefix LM (LLaVA-style)'] / decode_rate[
 # %% [markdown]
 # ## What the numbers show
 #
-# Measured in one full run on this machine (400 steps of 16 scenes, load average 1; the figures
-# above are the run's own):
+# Measured in one full run on this machine (400 steps of 16 scenes, one thread, load average 1;
+# the figures above are the run's own):
 #
 # - **Same parameters (2.08 M each), same data and steps, and cross-attention learnt faster.**
-#   On 200 test scenes: captions right 11.0 % against 2.5 %, VQA 53.9 % against 42.7 %; the
-#   training losses end at 0.47 / 0.61 (captions / VQA) against 0.76 / 0.61. Both are far from
+#   On 200 test scenes: captions right 10.5 % against 2.5 %, VQA 53.2 % against 44.7 %; the
+#   training losses end at 0.41 / 0.58 (captions / VQA) against 0.73 / 0.65. Both are far from
 #   trained: the cross-attention model writes well-formed captions with some attributes wrong
 #   ("a small blue diamond to the left of a small orange diamond" for a square and a triangle),
-#   the prefix model repeats one object ("a large red circle, a large red circle and …").
-#   Relation questions: 39 % and 41 %, chance for both at this budget.
-# - **Training: the prefix model took 0.31× the samples/s** (28 against 91, in turns). Its
+#   the prefix model repeats one object ("a large blue square, a large blue square and a large
+#   blue square"). Relation questions: 40 % and 44 %, chance for both at this budget.
+# - **Training: the prefix model took 0.34× the samples/s** (35 against 103, in turns). Its
 #   decoder self-attends over 65 + T positions in 6 blocks, and the 65 image positions are run
 #   again for every question row; cross-attention runs only the T words through 3 blocks and
 #   reads the 65 image keys, projected once per image.
-# - **Decoding 12 words each: 0.50× the captions/s** for the prefix model (166 against 330):
+# - **Decoding 12 words each: 0.47× the captions/s** for the prefix model (178 against 378):
 #   each new word attends to 65 + t cached positions in 6 blocks.
 # - Large models use the prefix recipe because it reuses a pretrained language model unchanged;
 #   from scratch and on a small budget, cross-attention was the cheaper and faster learner here,
