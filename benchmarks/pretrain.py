@@ -188,5 +188,6 @@ def main(args) -> int:
     if rank == 0:
         report(contenders, args, world_size, started)
     if world_size > 1:
+        dist.barrier()  # none tears its connections down while another still works (as in `vlp train`)
         dist.destroy_process_group()
     return 0
