@@ -32,7 +32,8 @@ from vlp.device import pick_device
 from vlp.evaluate import evaluate
 from vlp.model import VLP, config_for
 from vlp.schedule import lr_at, replan
-from vlp.train import RECIPES, TrainConfig, launch, new_optimizer, prepare_for_training, train_step, training_data
+from vlp.train import (RECIPES, TrainConfig, end_distributed, launch, new_optimizer, prepare_for_training,
+                       train_step, training_data)
 
 BARS = {"vqa_accuracy": 0.97, "caption_accuracy": 0.95, "t2i_p_at_1": 0.95, "itm_accuracy": 0.95}
 NAMES = {"vqa_accuracy": "VQA", "caption_accuracy": "captions", "t2i_p_at_1": "text→image P@1", "itm_accuracy": "ITM"}
@@ -83,7 +84,7 @@ def contender(name: str, cfg: TrainConfig, parallel: bool, device: torch.device,
     prepare_for_training(net, device, cfg)
     model = torch.nn.parallel.DistributedDataParallel(net) if parallel and dist.is_initialized() else net
     processes = dist.get_world_size() if parallel and dist.is_initialized() else 1
-    data = training_data(cfg, tok, net.config.vision, rank if processes > 1 else 0, processes)
+    data = training_data(cfg, tok, net.config.vision, rank, processes)  # today's trains in rank 0 alone
     return Contender(name, cfg, parallel, net, model, new_optimizer(net, cfg, device), data, next_eval=every)
 
 
@@ -187,7 +188,5 @@ def main(args) -> int:
     contenders = run(args, rank, world_size)
     if rank == 0:
         report(contenders, args, world_size, started)
-    if world_size > 1:
-        dist.barrier()  # none tears its connections down while another still works (as in `vlp train`)
-        dist.destroy_process_group()
+    end_distributed(world_size)
     return 0

@@ -97,7 +97,7 @@ class WorldBatches:
         return Batch(
             pixels=scene_pixels(scenes, self.vision),
             texts=self._ids(texts),
-            positives=torch.from_numpy(self._positives(step, batch_size, scenes, texts, kinds)),
+            positives=torch.from_numpy(self._positives(step, batch_size, scenes, texts, kinds, captions)),
             true_of=torch.from_numpy(true_of(scenes, texts, captions)),
             captions=self._ids(captions),
             wrong_texts=self._ids(wrong),
@@ -120,12 +120,13 @@ class WorldBatches:
             wrong.append(world.near_miss(scene, miss, rng))
         return rng, scenes, texts, kinds, wrong
 
-    def _positives(self, step: int, batch_size: int, scenes, texts, kinds) -> np.ndarray:
+    def _positives(self, step: int, batch_size: int, scenes, texts, kinds, captions) -> np.ndarray:
         """The ITC targets of this batch, or with a team, of every process's batch at `step`."""
-        if self.team:
-            drawn = [(scenes, texts, kinds) if seed == self.seed else self._draw(seed, step, batch_size)[1:4]
-                     for seed in self.team]
-            scenes, texts, kinds = ([x for d in drawn for x in d[i]] for i in range(3))
+        if not self.team:
+            return positives(scenes, texts, kinds, captions)
+        drawn = [(scenes, texts, kinds) if seed == self.seed else self._draw(seed, step, batch_size)[1:4]
+                 for seed in self.team]
+        scenes, texts, kinds = ([x for d in drawn for x in d[i]] for i in range(3))
         return positives(scenes, texts, kinds, [world.caption(s) for s in scenes])
 
     def _ids(self, texts: list[str]) -> torch.Tensor:

@@ -364,9 +364,7 @@ def train(cfg: TrainConfig, out: Path, device_name: str = "auto", resume: bool =
         save_checkpoint(net, tokenizer, final, metrics, {"train": vars(cfg)})  # loss.png: drawn at the last step
         print(f"trained {cfg.steps} steps in {train_seconds:.0f} s; model in {final}")
         log.close()
-    if world_size > 1:
-        dist.barrier()  # none tears its connections down while another still works (rank 0 saves)
-        dist.destroy_process_group()
+    end_distributed(world_size)
     return final
 
 
@@ -420,6 +418,14 @@ def _init_distributed(device_name: str) -> tuple[int, int]:
         backend = "nccl" if pick_device(device_name).type == "cuda" else "gloo"
         dist.init_process_group(backend)
     return (dist.get_rank(), world_size) if world_size > 1 else (0, 1)
+
+
+def end_distributed(world_size: int) -> None:
+    """Leave the process group once every process is done: none tears its connections down
+    while another still works (rank 0 saves the model after the others have finished)."""
+    if world_size > 1:
+        dist.barrier()
+        dist.destroy_process_group()
 
 
 def _to(batch, device):
